@@ -1,0 +1,222 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wsgate/wsgate/registry"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// firstRand always keeps the first of equal candidates.
+type firstRand struct{}
+
+func (firstRand) IntN(int) int { return 1 }
+
+func newBalancer(t testing.TB, opts Options, pools ...registry.PoolSpec) (*Balancer, *registry.Store) {
+	t.Helper()
+	s, err := registry.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Apply(pools); err != nil {
+		t.Fatal(err)
+	}
+	return New(s, opts), s
+}
+
+func pool(name string, weights ...int) registry.PoolSpec {
+	p := registry.PoolSpec{Name: name}
+	for i, w := range weights {
+		p.Backends = append(p.Backends, registry.BackendSpec{Address: fmt.Sprintf("127.0.0.1:%d", 9001+i), Weight: w})
+	}
+	return p
+}
+
+func acquire(t *testing.T, b *Balancer, p string, tried ...string) *Lease {
+	t.Helper()
+	l := new(Lease)
+	if err := b.Acquire(p, tried, l); err != nil {
+		t.Fatalf("Acquire(%q, %v) error = %v", p, tried, err)
+	}
+	return l
+}
+
+func TestLeastConnections(t *testing.T) {
+	b, _ := newBalancer(t, Options{}, pool("app", 1, 1, 1))
+	perBackend := map[string][]*Lease{}
+	for range 30 {
+		l := acquire(t, b, "app")
+		perBackend[l.Address] = append(perBackend[l.Address], l)
+	}
+	for addr, ls := range perBackend {
+		if len(ls) != 10 {
+			t.Errorf("%s got %d connections, want 10", addr, len(ls))
+		}
+	}
+	// Close the ten of one backend: the next ten all go there.
+	emptied := "127.0.0.1:9002"
+	for _, l := range perBackend[emptied] {
+		l.Release()
+	}
+	for i := range 10 {
+		if l := acquire(t, b, "app"); l.Address != emptied {
+			t.Fatalf("Acquire() #%d after emptying %s = %s, want %s", i, emptied, l.Address, emptied)
+		}
+	}
+}
+
+func TestWeights(t *testing.T) {
+	b, _ := newBalancer(t, Options{}, pool("app", 2, 1))
+	got := map[string]int{}
+	for range 30 {
+		got[acquire(t, b, "app").Address]++
+	}
+	if got["127.0.0.1:9001"] != 20 || got["127.0.0.1:9002"] != 10 {
+		t.Errorf("counts with weights 2:1 = %v, want 20 and 10", got)
+	}
+}
+
+func TestTiesAreRandom(t *testing.T) {
+	b, _ := newBalancer(t, Options{}, pool("app", 1, 1, 1))
+	seen := map[string]int{}
+	for range 300 {
+		l := acquire(t, b, "app")
+		seen[l.Address]++
+		l.Release()
+	}
+	for addr, n := range seen {
+		// Each has probability 1/3; 50 is > 6 standard deviations out.
+		if n < 50 {
+			t.Errorf("%s picked %d of 300 times with all idle; ties are not broken at random", addr, n)
+		}
+	}
+	if len(seen) != 3 {
+		t.Errorf("picked %d distinct backends, want 3", len(seen))
+	}
+}
+
+func TestTried(t *testing.T) {
+	b, _ := newBalancer(t, Options{Rand: firstRand{}}, pool("app", 1, 1))
+	l := acquire(t, b, "app", "127.0.0.1:9001")
+	if l.Address != "127.0.0.1:9002" {
+		t.Errorf("Acquire(tried 9001) = %s, want 127.0.0.1:9002", l.Address)
+	}
+	err := b.Acquire("app", []string{"127.0.0.1:9001", "127.0.0.1:9002"}, new(Lease))
+	if !errors.Is(err, ErrNoBackend) {
+		t.Errorf("Acquire(all tried) error = %v, want ErrNoBackend", err)
+	}
+	if err := b.Acquire("nope", nil, new(Lease)); !errors.Is(err, ErrNoBackend) {
+		t.Errorf("Acquire(unknown pool) error = %v, want ErrNoBackend", err)
+	}
+}
+
+func TestReleaseIsIdempotent(t *testing.T) {
+	b, _ := newBalancer(t, Options{}, pool("app", 1))
+	l := acquire(t, b, "app")
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(l.Release)
+	}
+	wg.Wait()
+	l.Release()
+	active, total := b.Counts(registry.ID{Pool: "app", Address: "127.0.0.1:9001"})
+	if active != 0 || total != 1 {
+		t.Errorf("Counts() = %d, %d; want 0, 1", active, total)
+	}
+}
+
+// waitFor polls cond until it holds or a deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestRunFollowsRegistry(t *testing.T) {
+	b, s := newBalancer(t, Options{}, pool("app", 1, 1))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- b.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	}()
+
+	held := acquire(t, b, "app") // a connection that outlives the changes below
+	down := registry.ID{Pool: "app", Address: held.Address}
+	other := "127.0.0.1:9001"
+	if held.Address == other {
+		other = "127.0.0.1:9002"
+	}
+
+	if _, err := s.SetHealth(down, registry.HealthDown, "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "unhealthy backend to leave the snapshot", func() bool {
+		return len(b.snap.Load().pools["app"]) == 1
+	})
+	for range 5 {
+		if l := acquire(t, b, "app"); l.Address != other {
+			t.Fatalf("Acquire() = %s while %s is down, want %s", l.Address, down.Address, other)
+		}
+	}
+
+	// A reload that keeps the backend keeps its counter.
+	if _, err := s.Apply([]registry.PoolSpec{pool("app", 1, 1)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetHealth(down, registry.HealthUp, "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "backend to come back", func() bool { return len(b.snap.Load().pools["app"]) == 2 })
+	if active, total := b.Counts(down); active != 1 || total != 1 {
+		t.Errorf("Counts(%v) after reload = %d, %d; want 1, 1", down, active, total)
+	}
+	held.Release()
+	if active, _ := b.Counts(down); active != 0 {
+		t.Errorf("active after Release = %d, want 0", active)
+	}
+
+	if _, err := s.SetDraining(down, true); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "draining backend to leave the snapshot", func() bool { return len(b.snap.Load().pools["app"]) == 1 })
+}
+
+func BenchmarkAcquire(b *testing.B) {
+	for _, n := range []int{3, 100, 1000} {
+		b.Run(fmt.Sprintf("backends=%d", n), func(b *testing.B) {
+			weights := make([]int, n)
+			for i := range weights {
+				weights[i] = 1
+			}
+			bal, _ := newBalancer(b, Options{}, pool("app", weights...))
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				var l Lease
+				for pb.Next() {
+					if err := bal.Acquire("app", nil, &l); err != nil {
+						b.Error(err)
+						return
+					}
+					l.Release()
+				}
+			})
+		})
+	}
+}

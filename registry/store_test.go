@@ -1,0 +1,168 @@
+package registry
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// watchFired reports whether ch closes within a short bound.
+func watchFired(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	case <-time.After(100 * time.Millisecond):
+		return false
+	}
+}
+
+func newStore(t *testing.T, pools ...PoolSpec) *Store {
+	t.Helper()
+	s, err := New()
+	if err != nil {
+		t.Fatalf("New() error = %v", err)
+	}
+	if len(pools) > 0 {
+		if _, err := s.Apply(pools); err != nil {
+			t.Fatalf("Apply() error = %v", err)
+		}
+	}
+	return s
+}
+
+func TestSchema(t *testing.T) {
+	if err := schema().Validate(); err != nil {
+		t.Fatalf("schema().Validate() = %v", err)
+	}
+	s := newStore(t, PoolSpec{Name: "app", Backends: []BackendSpec{{Address: "127.0.0.1:1", Weight: 1}}})
+	txn := s.db.Txn(false)
+	for _, tc := range []struct {
+		table, index string
+		args         []any
+	}{
+		{tableBackends, indexID, []any{"app", "127.0.0.1:1"}},
+		{tableBackends, indexPool, []any{"app"}},
+		{tablePools, indexID, []any{"app"}},
+		{tableMeta, indexID, []any{metaGeneration}},
+	} {
+		obj, err := txn.First(tc.table, tc.index, tc.args...)
+		if err != nil || obj == nil {
+			t.Errorf("First(%s, %s, %v) = %v, %v; want a record", tc.table, tc.index, tc.args, obj, err)
+		}
+	}
+}
+
+func TestApplyKeepsStateOfUnchangedBackends(t *testing.T) {
+	s := newStore(t, PoolSpec{Name: "app", Backends: []BackendSpec{
+		{Address: "127.0.0.1:1", Weight: 1},
+		{Address: "127.0.0.1:2", Weight: 1},
+	}})
+	a := ID{Pool: "app", Address: "127.0.0.1:1"}
+	if _, err := s.SetHealth(a, HealthDown, "connection refused"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.SetDraining(ID{Pool: "app", Address: "127.0.0.1:2"}, true); err != nil {
+		t.Fatal(err)
+	}
+
+	gen, err := s.Apply([]PoolSpec{{Name: "app", Backends: []BackendSpec{
+		{Address: "127.0.0.1:1", Weight: 3},
+		{Address: "127.0.0.1:3", Weight: 1},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gen != 2 || s.Generation() != 2 {
+		t.Errorf("generation = %d, %d; want 2", gen, s.Generation())
+	}
+	got, _ := s.PoolBackends("app")
+	want := []Backend{
+		{Pool: "app", Address: "127.0.0.1:1", Weight: 3, Health: HealthDown, HealthReason: "connection refused"},
+		{Pool: "app", Address: "127.0.0.1:3", Weight: 1},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("PoolBackends() = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("PoolBackends()[%d] = %+v, want %+v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestApplyRemovesPools(t *testing.T) {
+	s := newStore(t,
+		PoolSpec{Name: "a", Backends: []BackendSpec{{Address: "127.0.0.1:1"}}},
+		PoolSpec{Name: "b", Backends: []BackendSpec{{Address: "127.0.0.1:1"}}},
+	)
+	if _, err := s.Apply([]PoolSpec{{Name: "b", Backends: []BackendSpec{{Address: "127.0.0.1:1"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Pools(); len(got) != 1 || got[0] != "b" {
+		t.Errorf("Pools() = %v, want [b]", got)
+	}
+	all, _ := s.Backends()
+	if len(all) != 1 || all[0].Pool != "b" || all[0].Weight != 1 {
+		t.Errorf("Backends() = %+v, want one backend in b with weight 1", all)
+	}
+}
+
+func TestWatch(t *testing.T) {
+	s := newStore(t,
+		PoolSpec{Name: "a", Backends: []BackendSpec{{Address: "127.0.0.1:1"}}},
+		PoolSpec{Name: "b", Backends: []BackendSpec{{Address: "127.0.0.1:2"}}},
+	)
+	_, all := s.Backends()
+	_, poolA := s.PoolBackends("a")
+	_, poolB := s.PoolBackends("b")
+
+	// Writing the same state again is not a change.
+	if changed, err := s.SetHealth(ID{Pool: "a", Address: "127.0.0.1:1"}, HealthUnknown, ""); err != nil || changed {
+		t.Fatalf("SetHealth(same) = %v, %v; want false, nil", changed, err)
+	}
+	if watchFired(all) {
+		t.Fatal("watch fired without a change")
+	}
+	if changed, err := s.SetHealth(ID{Pool: "a", Address: "127.0.0.1:1"}, HealthUp, "status 200"); err != nil || !changed {
+		t.Fatalf("SetHealth() = %v, %v; want true, nil", changed, err)
+	}
+	if !watchFired(all) {
+		t.Error("Backends() watch did not fire on a health change")
+	}
+	if !watchFired(poolA) {
+		t.Error("PoolBackends(a) watch did not fire on a change in a")
+	}
+	if watchFired(poolB) {
+		t.Error("PoolBackends(b) watch fired on a change in a")
+	}
+}
+
+func TestNotFound(t *testing.T) {
+	s := newStore(t)
+	id := ID{Pool: "x", Address: "127.0.0.1:1"}
+	if _, err := s.SetDraining(id, true); !errors.Is(err, ErrNotFound) {
+		t.Errorf("SetDraining(unknown) error = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Backend(id); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Backend(unknown) error = %v, want ErrNotFound", err)
+	}
+}
+
+func TestState(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		b    Backend
+		want State
+	}{
+		{"unknown is healthy", Backend{}, StateHealthy},
+		{"up", Backend{Health: HealthUp}, StateHealthy},
+		{"down", Backend{Health: HealthDown}, StateUnhealthy},
+		{"draining wins", Backend{Health: HealthDown, Draining: true}, StateDraining},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := tc.b.State(); got != tc.want {
+				t.Errorf("State() = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
