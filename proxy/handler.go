@@ -1,0 +1,258 @@
+package proxy
+
+import (
+	"cmp"
+	"crypto/tls"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/wsgate/wsgate/balancer"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultDialTimeout    = 5 * time.Second
+	DefaultMaxAttempts    = 3
+	DefaultMaxHeaderBytes = 16 << 10
+	DefaultHeaderTimeout  = 10 * time.Second
+	// retryAfter is the Retry-After value sent with 503, in seconds.
+	retryAfter = "1"
+)
+
+// Log attribute keys.
+const (
+	keyPool       = "pool"
+	keyBackend    = "backend"
+	keyRemoteAddr = "remote_addr"
+	keyErr        = "err"
+	keyStatus     = "status"
+	keyHost       = "host"
+	keyPath       = "path"
+	keyReason     = "reason"
+	keyDuration   = "duration"
+	keyBytesUp    = "bytes_up"
+	keyBytesDown  = "bytes_down"
+	keyAttempts   = "attempts"
+)
+
+// Route sends requests whose host and path match to a pool.
+type Route struct {
+	// Host matches the request's Host without any :port, case-insensitively.
+	// Empty matches any host.
+	Host string
+	// PathPrefix matches the start of the request path. Empty means "/".
+	PathPrefix string
+	// Pool is the balancer pool connections go to.
+	Pool string
+	// AllowedOrigins, when not empty, lists the Origin values accepted on
+	// WebSocket upgrades; others get 403. Empty means Origin is not checked
+	// here (the backend may check it).
+	AllowedOrigins []string
+}
+
+// FailureReporter learns of backends that failed a connection attempt
+// (refused, timed out, reset), so that passive failures can mark them down
+// at once. Implementations must be safe for concurrent use and fast.
+type FailureReporter interface {
+	ReportFailure(pool, address string, err error)
+}
+
+// Options configure a Handler. Zero values are usable except Balancer.
+type Options struct {
+	// Routes are matched by host (exact hosts first, then the any-host
+	// routes) and then by the longest path prefix.
+	Routes []Route
+	// Balancer picks backends. Required.
+	Balancer *balancer.Balancer
+	// Failures, if not nil, is told of every failed attempt to reach a
+	// backend.
+	Failures FailureReporter
+	// DialTimeout bounds connecting to a backend and reading its answer to
+	// the forwarded upgrade. Zero means DefaultDialTimeout.
+	DialTimeout time.Duration
+	// MaxAttempts is how many backends an upgrade is tried on before the
+	// client gets 503. Zero means DefaultMaxAttempts.
+	MaxAttempts int
+	// MaxHeaderBytes bounds a request's line and headers; more gets 431.
+	// Zero means DefaultMaxHeaderBytes.
+	MaxHeaderBytes int
+	// HeaderTimeout bounds the TLS handshake plus reading a request's
+	// headers (see Server). Zero means DefaultHeaderTimeout.
+	HeaderTimeout time.Duration
+	// Logger receives error and access events. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler is the proxy's http.Handler. It is safe for concurrent use.
+type Handler struct {
+	bal            *balancer.Balancer
+	failures       FailureReporter
+	dialTimeout    time.Duration
+	maxAttempts    int
+	maxHeaderBytes int
+	headerTimeout  time.Duration
+	log            *slog.Logger
+	// halfCloseLinger: see defaultHalfCloseLinger; tests shorten it.
+	halfCloseLinger time.Duration
+
+	routes atomic.Pointer[[]Route] // sorted by match priority
+	dialer net.Dialer
+	plain  *httputil.ReverseProxy
+	conns  conns
+}
+
+// New returns a Handler. It starts no goroutine.
+func New(opts Options) *Handler {
+	h := &Handler{
+		bal:            opts.Balancer,
+		failures:       opts.Failures,
+		dialTimeout:    cmp.Or(opts.DialTimeout, DefaultDialTimeout),
+		maxAttempts:    cmp.Or(opts.MaxAttempts, DefaultMaxAttempts),
+		maxHeaderBytes: cmp.Or(opts.MaxHeaderBytes, DefaultMaxHeaderBytes),
+		headerTimeout:  cmp.Or(opts.HeaderTimeout, DefaultHeaderTimeout),
+		log:            opts.Logger,
+
+		halfCloseLinger: defaultHalfCloseLinger,
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	h.dialer = net.Dialer{Timeout: h.dialTimeout, KeepAlive: 30 * time.Second}
+	h.plain = h.newPlainProxy()
+	h.SetRoutes(opts.Routes)
+	return h
+}
+
+// SetRoutes replaces the routing table for new requests; established
+// connections are not affected.
+func (h *Handler) SetRoutes(routes []Route) {
+	rs := make([]Route, len(routes))
+	for i, r := range routes {
+		r.Host = strings.ToLower(strings.TrimSuffix(r.Host, "."))
+		r.PathPrefix = cmp.Or(r.PathPrefix, "/")
+		rs[i] = r
+	}
+	// Exact hosts before any-host; within each, the longest prefix first.
+	// Stable, so equal routes keep their configured order.
+	slices.SortStableFunc(rs, func(a, b Route) int {
+		if (a.Host == "") != (b.Host == "") {
+			if a.Host == "" {
+				return 1
+			}
+			return -1
+		}
+		return len(b.PathPrefix) - len(a.PathPrefix)
+	})
+	h.routes.Store(&rs)
+}
+
+// match returns the route for host (without port, lower case) and path.
+func (h *Handler) match(host, path string) (*Route, bool) {
+	rs := *h.routes.Load()
+	for i := range rs {
+		r := &rs[i]
+		if (r.Host == "" || r.Host == host) && strings.HasPrefix(path, r.PathPrefix) {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// ServeHTTP routes the request and proxies it.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if n := headerSize(r); n > h.maxHeaderBytes {
+		h.reject(w, r, http.StatusRequestHeaderFieldsTooLarge, "request headers too large")
+		return
+	}
+	rt, ok := h.match(requestHost(r), r.URL.Path)
+	if !ok {
+		h.reject(w, r, http.StatusNotFound, "no route")
+		return
+	}
+	if isWebSocketUpgrade(r) {
+		h.serveUpgrade(w, r, rt)
+		return
+	}
+	h.servePlain(w, r, rt)
+}
+
+// reject answers with status and a short text body, and logs why.
+func (h *Handler) reject(w http.ResponseWriter, r *http.Request, status int, reason string) {
+	h.log.Info("request rejected",
+		slog.Int(keyStatus, status),
+		slog.String(keyReason, reason),
+		slog.String(keyRemoteAddr, r.RemoteAddr),
+		slog.String(keyHost, r.Host),
+		slog.String(keyPath, r.URL.Path))
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/plain; charset=utf-8")
+	hdr.Set("X-Content-Type-Options", "nosniff")
+	if status == http.StatusServiceUnavailable {
+		hdr.Set("Retry-After", retryAfter)
+	}
+	if status == http.StatusBadRequest && r.Header.Get("Sec-WebSocket-Version") != "13" {
+		hdr.Set("Sec-WebSocket-Version", "13")
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(http.StatusText(status) + ": " + reason + "\n"))
+}
+
+// requestHost returns the request's Host without port, in lower case.
+func requestHost(r *http.Request) string {
+	host := r.Host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return strings.ToLower(strings.TrimSuffix(host, "."))
+}
+
+// headerSize approximates the bytes of the request line and headers as
+// sent.
+func headerSize(r *http.Request) int {
+	n := len(r.Method) + 1 + len(r.RequestURI) + 1 + len(r.Proto) + 2
+	n += len("Host: ") + len(r.Host) + 2
+	for k, vs := range r.Header {
+		for _, v := range vs {
+			n += len(k) + 2 + len(v) + 2
+		}
+	}
+	return n + 2
+}
+
+// Close ends every established tunnel at once and waits for them. It is
+// for tests and the final step of a shutdown.
+func (h *Handler) Close() {
+	h.conns.closeAll()
+}
+
+// ActiveTunnels returns the number of established WebSocket tunnels.
+func (h *Handler) ActiveTunnels() int {
+	return h.conns.len()
+}
+
+// Server returns an *http.Server for h with the proxy's header limits and
+// timeouts. Serve it on a listener that terminates TLS (crypto/tls
+// NewListener): ALPN there must offer only http/1.1, because WebSocket
+// upgrades need HTTP/1.1 and hijacking.
+func (h *Handler) Server() *http.Server {
+	return &http.Server{
+		Handler: h,
+		// Covers the TLS handshake too: net/http bounds the handshake by the
+		// smallest of its read, write and header timeouts, so a client that
+		// stalls mid-handshake cannot hold a goroutine for long.
+		ReadHeaderTimeout: h.headerTimeout,
+		IdleTimeout:       2 * time.Minute,
+		// net/http itself rejects with 431 past this plus 4 KiB of slack;
+		// ServeHTTP enforces the exact limit (and logs it).
+		MaxHeaderBytes: h.maxHeaderBytes,
+		ErrorLog:       slog.NewLogLogger(h.log.Handler(), slog.LevelDebug),
+		// No HTTP/2: upgrades need HTTP/1.1.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){},
+	}
+}

@@ -1,0 +1,347 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+// hopHeaders are the hop-by-hop headers (RFC 9110 7.6.1) never forwarded.
+// Connection and Upgrade are set again explicitly for the upgrade.
+var hopHeaders = []string{
+	"Connection",
+	"Proxy-Connection",
+	"Keep-Alive",
+	"Proxy-Authenticate",
+	"Proxy-Authorization",
+	"Te",
+	"Trailer",
+	"Transfer-Encoding",
+	"Upgrade",
+}
+
+// isWebSocketUpgrade reports whether the request asks to upgrade to
+// WebSocket. Whether it does so correctly is checked by validateUpgrade.
+func isWebSocketUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+// headerHasToken reports whether a comma-separated header contains token,
+// case-insensitively.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h[name] {
+		for v != "" {
+			var t string
+			t, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// validateUpgrade checks a WebSocket opening handshake (RFC 6455 4.2.1) and
+// returns the HTTP status and reason to reject it with, or 0.
+func validateUpgrade(r *http.Request, rt *Route) (int, string) {
+	switch {
+	case r.Method != http.MethodGet:
+		return http.StatusBadRequest, "websocket upgrade must use GET"
+	case !r.ProtoAtLeast(1, 1):
+		return http.StatusBadRequest, "websocket upgrade needs HTTP/1.1"
+	case !headerHasToken(r.Header, "Connection", "upgrade"):
+		return http.StatusBadRequest, "websocket upgrade without Connection: upgrade"
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		return http.StatusBadRequest, "unsupported Sec-WebSocket-Version; want 13"
+	case !validKey(r.Header.Get("Sec-WebSocket-Key")):
+		return http.StatusBadRequest, "missing or malformed Sec-WebSocket-Key"
+	case len(r.Header["Sec-Websocket-Key"]) > 1:
+		return http.StatusBadRequest, "more than one Sec-WebSocket-Key"
+	}
+	if len(rt.AllowedOrigins) > 0 {
+		origin := r.Header.Get("Origin")
+		ok := false
+		for _, o := range rt.AllowedOrigins {
+			if strings.EqualFold(o, origin) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return http.StatusForbidden, "origin not allowed"
+		}
+	}
+	return 0, ""
+}
+
+// validKey reports whether key is the base64 encoding of 16 bytes.
+func validKey(key string) bool {
+	if len(key) != 24 {
+		return false
+	}
+	var b [18]byte
+	n, err := base64.StdEncoding.Decode(b[:], []byte(key))
+	return err == nil && n == 16
+}
+
+// errBackendUnavailable marks a 503 answer to the forwarded upgrade, which
+// means "try another backend" (a websockets server that is closing says so).
+var errBackendUnavailable = errors.New("proxy: backend answered 503")
+
+var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+
+// serveUpgrade proxies one WebSocket upgrade.
+func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route) {
+	if status, reason := validateUpgrade(r, rt); status != 0 {
+		h.reject(w, r, status, reason)
+		return
+	}
+
+	t := &tunnel{h: h, pool: rt.Pool, remoteAddr: r.RemoteAddr, start: time.Now()}
+	var (
+		tried   []string
+		lastErr error
+	)
+	for attempt := 0; attempt < h.maxAttempts; attempt++ {
+		if err := h.bal.Acquire(rt.Pool, tried, &t.lease); err != nil {
+			break
+		}
+		addr := t.lease.Address
+		backendConn, br, resp, err := h.forwardUpgrade(r.Context(), r, addr)
+		if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+			h.completeUpgrade(w, r, t, backendConn, br, resp)
+			return
+		}
+		if err == nil {
+			// A real answer other than 101 and 503: the client gets it.
+			t.lease.Release()
+			h.relayResponse(w, resp)
+			readerPool.Put(br)
+			_ = backendConn.Close()
+			return
+		}
+		t.lease.Release()
+		tried = append(tried, addr)
+		lastErr = err
+		if h.failures != nil && !errors.Is(err, errBackendUnavailable) {
+			h.failures.ReportFailure(rt.Pool, addr, err)
+		}
+		h.log.Warn("backend attempt failed",
+			slog.String(keyPool, rt.Pool),
+			slog.String(keyBackend, addr),
+			slog.String(keyRemoteAddr, r.RemoteAddr),
+			slog.Any(keyErr, err))
+		if r.Context().Err() != nil {
+			return // the client is gone
+		}
+	}
+	reason := "no healthy backend"
+	if lastErr != nil {
+		reason = fmt.Sprintf("no healthy backend after %d attempts", len(tried))
+	}
+	h.log.Warn("no backend for upgrade",
+		slog.String(keyPool, rt.Pool),
+		slog.Int(keyAttempts, len(tried)),
+		slog.String(keyRemoteAddr, r.RemoteAddr))
+	h.reject(w, r, http.StatusServiceUnavailable, reason)
+}
+
+// forwardUpgrade dials addr, writes the upgrade request and reads the
+// response headers. On success the caller owns conn and br; a 503 answer
+// is returned as errBackendUnavailable with everything closed.
+func (h *Handler) forwardUpgrade(ctx context.Context, r *http.Request, addr string) (net.Conn, *bufio.Reader, *http.Response, error) {
+	network, address := dialTarget(addr)
+	conn, err := h.dialer.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("dial backend %s: %w", addr, err)
+	}
+	// One deadline for writing the request and reading the answer.
+	_ = conn.SetDeadline(time.Now().Add(h.dialTimeout))
+
+	bw := bufio.NewWriterSize(conn, 2048)
+	writeUpgradeRequest(bw, r)
+	if err := bw.Flush(); err != nil {
+		_ = conn.Close()
+		return nil, nil, nil, fmt.Errorf("write upgrade to %s: %w", addr, err)
+	}
+	br := readerPool.Get().(*bufio.Reader)
+	br.Reset(conn)
+	resp, err := http.ReadResponse(br, r)
+	if err != nil {
+		readerPool.Put(br)
+		_ = conn.Close()
+		return nil, nil, nil, fmt.Errorf("read upgrade response from %s: %w", addr, err)
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable {
+		_ = resp.Body.Close()
+		readerPool.Put(br)
+		_ = conn.Close()
+		return nil, nil, nil, fmt.Errorf("%w (%s)", errBackendUnavailable, addr)
+	}
+	_ = conn.SetDeadline(time.Time{})
+	return conn, br, resp, nil
+}
+
+// dialTarget maps a backend address to a network and address for Dial.
+func dialTarget(addr string) (network, address string) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		return "unix", path
+	}
+	return "tcp", addr
+}
+
+// writeUpgradeRequest writes the client's upgrade request as the backend
+// should see it: hop-by-hop headers removed, Connection and Upgrade set,
+// X-Forwarded-* added.
+func writeUpgradeRequest(w *bufio.Writer, r *http.Request) {
+	w.WriteString("GET ")
+	w.WriteString(r.RequestURI)
+	w.WriteString(" HTTP/1.1\r\nHost: ")
+	w.WriteString(r.Host)
+	w.WriteString("\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n")
+
+	// Headers named in Connection are hop-by-hop too.
+	var connHop []string
+	for _, v := range r.Header["Connection"] {
+		for _, t := range strings.Split(v, ",") {
+			if t = strings.TrimSpace(t); t != "" && !strings.EqualFold(t, "upgrade") {
+				connHop = append(connHop, http.CanonicalHeaderKey(t))
+			}
+		}
+	}
+	for k, vs := range r.Header {
+		if isHop(k, connHop) {
+			continue
+		}
+		switch k {
+		case "X-Forwarded-For", "X-Forwarded-Proto", "X-Forwarded-Host":
+			continue
+		}
+		for _, v := range vs {
+			writeHeader(w, k, v)
+		}
+	}
+	clientIP := r.RemoteAddr
+	if ip, _, err := net.SplitHostPort(clientIP); err == nil {
+		clientIP = ip
+	}
+	if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+		clientIP = strings.Join(prior, ", ") + ", " + clientIP
+	}
+	writeHeader(w, "X-Forwarded-For", clientIP)
+	proto := "https"
+	if r.TLS == nil {
+		proto = "http"
+	}
+	writeHeader(w, "X-Forwarded-Proto", proto)
+	writeHeader(w, "X-Forwarded-Host", r.Host)
+	w.WriteString("\r\n")
+}
+
+func writeHeader(w *bufio.Writer, k, v string) {
+	w.WriteString(k)
+	w.WriteString(": ")
+	w.WriteString(v)
+	w.WriteString("\r\n")
+}
+
+func isHop(k string, extra []string) bool {
+	for _, h := range hopHeaders {
+		if k == h {
+			return true
+		}
+	}
+	for _, h := range extra {
+		if k == h {
+			return true
+		}
+	}
+	return false
+}
+
+// relayResponse sends a backend's non-101 answer to the client as it came.
+func (h *Handler) relayResponse(w http.ResponseWriter, resp *http.Response) {
+	defer resp.Body.Close()
+	for k, vs := range resp.Header {
+		if isHop(k, nil) {
+			continue
+		}
+		w.Header()[k] = vs
+	}
+	w.WriteHeader(resp.StatusCode)
+	_, _ = io.Copy(w, resp.Body)
+}
+
+// completeUpgrade hijacks the client connection, relays the backend's 101
+// and runs the tunnel until both sides are closed.
+func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tunnel, backendConn net.Conn, br *bufio.Reader, resp *http.Response) {
+	clientConn, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		t.lease.Release()
+		readerPool.Put(br)
+		_ = backendConn.Close()
+		h.log.Error("hijack client connection", slog.Any(keyErr, err))
+		http.Error(w, "cannot upgrade", http.StatusInternalServerError)
+		return
+	}
+	_ = clientConn.SetDeadline(time.Time{})
+	t.client, t.backend = clientConn, backendConn
+
+	// The 101, then whatever the backend sent right after it.
+	bw := brw.Writer
+	bw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n")
+	for k, vs := range resp.Header {
+		if isHop(k, nil) {
+			continue
+		}
+		for _, v := range vs {
+			writeHeader(bw, k, v)
+		}
+	}
+	bw.WriteString("\r\n")
+	err = flushBuffered(bw, br)
+	readerPool.Put(br)
+	// Whatever the client sent after its request goes to the backend first.
+	if err == nil {
+		err = forwardBuffered(backendConn, brw.Reader)
+	}
+	if err != nil {
+		t.lease.Release()
+		_ = clientConn.Close()
+		_ = backendConn.Close()
+		h.log.Debug("tunnel setup", slog.Any(keyErr, err), slog.String(keyRemoteAddr, r.RemoteAddr))
+		return
+	}
+	t.run()
+}
+
+// flushBuffered writes bytes the backend sent after its 101 (read into br
+// with the headers) to bw, and flushes.
+func flushBuffered(bw *bufio.Writer, br *bufio.Reader) error {
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		if _, err := bw.Write(b); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+func forwardBuffered(dst net.Conn, br *bufio.Reader) error {
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		if _, err := dst.Write(b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
