@@ -17,7 +17,13 @@ import (
 	"github.com/wsgate/wsgate/registry"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// net/http lingers up to 500ms after answering a request it will
+		// not read further (431, 400) to avoid a TCP reset; Server.Close
+		// does not wait for it.
+		goleak.IgnoreAnyFunction("net/http.(*conn).closeWriteAndWait"))
+}
 
 func TestEcho(t *testing.T) {
 	b := newTestBackend(t, "b1")
