@@ -1,0 +1,424 @@
+package config
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// The keys each mapping accepts, in the order messages list them.
+var (
+	rootKeys        = []string{"listen", "tls", "admin", "pools", "routes", "shutdown", "limits"}
+	tlsKeys         = []string{"certificates"}
+	certificateKeys = []string{"cert_file", "key_file"}
+	adminKeys       = []string{"listen"}
+	poolKeys        = []string{"name", "backends", "health_check"}
+	backendKeys     = []string{"address", "weight"}
+	healthKeys      = []string{"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold"}
+	routeKeys       = []string{"host", "path_prefix", "pool", "allowed_origins"}
+	shutdownKeys    = []string{"drain_timeout"}
+	limitsKeys      = []string{"max_header_bytes", "header_timeout", "dial_timeout", "max_attempts"}
+)
+
+const (
+	listenHint  = `use host:port such as "127.0.0.1:8443" or ":8443" (port 0-65535)`
+	backendHint = `use host:port such as "127.0.0.1:9001" (port 1-65535) or unix:/absolute/path.sock`
+)
+
+// root decodes the top-level mapping n.
+func (d *decoder) root(n *yaml.Node) *Config {
+	f, ok := d.fields(n, "", "", rootKeys)
+	if !ok {
+		return nil
+	}
+	c := &Config{
+		Path:     d.file,
+		Admin:    Admin{Listen: DefaultAdminListen},
+		Shutdown: Shutdown{DrainTimeout: DefaultDrainTimeout},
+		Limits: Limits{
+			MaxHeaderBytes: DefaultMaxHeaderBytes,
+			HeaderTimeout:  DefaultHeaderTimeout,
+			DialTimeout:    DefaultDialTimeout,
+			MaxAttempts:    DefaultMaxAttempts,
+		},
+	}
+	if v := f["listen"]; v != nil {
+		c.Listen = d.listenAddr(v, "listen")
+	} else {
+		d.missing(n, "listen", `set the TLS listener's address, such as listen: "127.0.0.1:8443"`)
+	}
+	if v := f["tls"]; v != nil {
+		c.TLS = d.tls(v, "tls")
+	} else {
+		d.missing(n, "tls", "add tls.certificates with at least one cert_file and key_file")
+	}
+	if v := f["admin"]; v != nil {
+		if af, ok := d.fields(v, "admin", "the admin section", adminKeys); ok {
+			if v := af["listen"]; v != nil {
+				c.Admin.Listen = d.listenAddr(v, "admin.listen")
+			}
+		}
+	}
+	pools, poolsOK := []Pool(nil), false
+	if v := f["pools"]; v != nil {
+		pools, poolsOK = d.pools(v, "pools")
+		c.Pools = pools
+	} else {
+		d.missing(n, "pools", "add at least one pool with a name and backends")
+	}
+	if v := f["routes"]; v != nil {
+		c.Routes = d.routes(v, "routes", pools, poolsOK)
+	} else {
+		d.missing(n, "routes", "add at least one route naming a pool, such as routes: [{path_prefix: /, pool: app}]")
+	}
+	if v := f["shutdown"]; v != nil {
+		if sf, ok := d.fields(v, "shutdown", "the shutdown section", shutdownKeys); ok {
+			if v := sf["drain_timeout"]; v != nil {
+				c.Shutdown.DrainTimeout, _, _ = d.duration(v, "shutdown.drain_timeout")
+			}
+		}
+	}
+	if v := f["limits"]; v != nil {
+		d.limits(v, "limits", &c.Limits)
+	}
+	return c
+}
+
+func (d *decoder) tls(n *yaml.Node, path string) TLS {
+	var t TLS
+	f, ok := d.fields(n, path, "the tls section", tlsKeys)
+	if !ok {
+		return t
+	}
+	v := f["certificates"]
+	if v == nil {
+		d.missing(d.resolve(n), join(path, "certificates"), "list at least one certificate, each with cert_file and key_file")
+		return t
+	}
+	path = join(path, "certificates")
+	items, ok := d.list(v, path, "a list of certificates, each with cert_file and key_file")
+	if !ok {
+		return t
+	}
+	if len(items) == 0 {
+		d.errorf(v, path, "the list is empty; list at least one certificate, each with cert_file and key_file")
+	}
+	for i, item := range items {
+		t.Certificates = append(t.Certificates, d.certificate(item, index(path, i)))
+	}
+	return t
+}
+
+func (d *decoder) certificate(n *yaml.Node, path string) Certificate {
+	var c Certificate
+	f, ok := d.fields(n, path, "a certificate", certificateKeys)
+	if !ok {
+		return c
+	}
+	n = d.resolve(n)
+	certNode, certOK := d.filePath(f["cert_file"], n, join(path, "cert_file"), "certificate")
+	keyNode, keyOK := d.filePath(f["key_file"], n, join(path, "key_file"), "private key")
+	if certOK {
+		c.CertFile = d.abs(certNode.Value)
+	}
+	if keyOK {
+		c.KeyFile = d.abs(keyNode.Value)
+	}
+	if certOK && keyOK {
+		d.checkKeyPair(c, certNode, keyNode, path)
+	}
+	return c
+}
+
+// filePath checks the value v of a file key of mapping parent.
+func (d *decoder) filePath(v, parent *yaml.Node, path, what string) (*yaml.Node, bool) {
+	if v == nil {
+		d.missing(parent, path, fmt.Sprintf("set it to the path of the PEM %s file", what))
+		return nil, false
+	}
+	s, n, ok := d.str(v, path, fmt.Sprintf("the path of the PEM %s file", what))
+	if ok && s == "" {
+		d.errorf(n, path, "the path is empty; set it to the path of the PEM %s file", what)
+		ok = false
+	}
+	return n, ok
+}
+
+func (d *decoder) pools(n *yaml.Node, path string) ([]Pool, bool) {
+	items, ok := d.list(n, path, "a list of pools, each with a name and backends")
+	if !ok {
+		return nil, false
+	}
+	if len(items) == 0 {
+		d.errorf(d.resolve(n), path, "the list is empty; add at least one pool with a name and backends")
+	}
+	pools := make([]Pool, 0, len(items))
+	names := make(map[string]*yaml.Node)
+	for i, item := range items {
+		p, nameNode := d.pool(item, index(path, i))
+		if nameNode != nil {
+			if prev, dup := names[p.Name]; dup {
+				d.errorf(nameNode, index(path, i)+".name", "duplicate pool name %q, first at line %d; give each pool its own name", p.Name, prev.Line)
+			} else {
+				names[p.Name] = nameNode
+			}
+		}
+		pools = append(pools, p)
+	}
+	return pools, true
+}
+
+// pool decodes one pool and returns the node of its name, nil when the
+// name is missing or invalid.
+func (d *decoder) pool(n *yaml.Node, path string) (Pool, *yaml.Node) {
+	var p Pool
+	f, ok := d.fields(n, path, "a pool", poolKeys)
+	if !ok {
+		return p, nil
+	}
+	n = d.resolve(n)
+	var nameNode *yaml.Node
+	if v := f["name"]; v != nil {
+		var ok bool
+		p.Name, nameNode, ok = d.str(v, join(path, "name"), "a pool name such as app")
+		switch {
+		case ok && p.Name == "":
+			d.errorf(nameNode, join(path, "name"), "the name is empty; give the pool a name such as app")
+			nameNode = nil
+		case !ok:
+			nameNode = nil
+		}
+	} else {
+		d.missing(n, join(path, "name"), "give the pool a name that routes refer to, such as name: app")
+	}
+	if v := f["backends"]; v != nil {
+		p.Backends = d.backends(v, join(path, "backends"))
+	} else {
+		d.missing(n, join(path, "backends"), `list at least one backend, such as backends: [{address: "127.0.0.1:9001"}]`)
+	}
+	if v := f["health_check"]; v != nil {
+		p.HealthCheck = d.healthCheck(v, join(path, "health_check"))
+	}
+	return p, nameNode
+}
+
+func (d *decoder) backends(n *yaml.Node, path string) []Backend {
+	items, ok := d.list(n, path, "a list of backends, each with an address")
+	if !ok {
+		return nil
+	}
+	if len(items) == 0 {
+		d.errorf(d.resolve(n), path, "the list is empty; list at least one backend, such as [{address: \"127.0.0.1:9001\"}]")
+	}
+	var out []Backend
+	seen := make(map[string]*yaml.Node)
+	for i, item := range items {
+		ipath := index(path, i)
+		f, ok := d.fields(item, ipath, "a backend", backendKeys)
+		if !ok {
+			continue
+		}
+		be := Backend{Weight: DefaultWeight}
+		if v := f["address"]; v != nil {
+			addr, an, ok := d.str(v, join(ipath, "address"), `a backend address such as "127.0.0.1:9001" or unix:/path/to.sock`)
+			if ok {
+				if problem := checkBackendAddr(addr); problem != "" {
+					d.errorf(an, join(ipath, "address"), "invalid backend address %q: %s; %s", addr, problem, backendHint)
+				} else if prev, dup := seen[addr]; dup {
+					d.errorf(an, join(ipath, "address"), "duplicate backend address %q, first at line %d; list each backend once and use weight to send it more connections", addr, prev.Line)
+				} else {
+					seen[addr] = an
+				}
+				be.Address = addr
+			}
+		} else {
+			d.missing(d.resolve(item), join(ipath, "address"), "set it to "+strings.TrimPrefix(backendHint, "use "))
+		}
+		if v := f["weight"]; v != nil {
+			be.Weight, _ = d.integer(v, join(ipath, "weight"), 1, 0)
+		}
+		out = append(out, be)
+	}
+	return out
+}
+
+func (d *decoder) healthCheck(n *yaml.Node, path string) *HealthCheck {
+	f, ok := d.fields(n, path, "a health check", healthKeys)
+	if !ok {
+		return nil
+	}
+	hc := &HealthCheck{
+		Path:               DefaultHealthPath,
+		Interval:           DefaultHealthInterval,
+		Timeout:            DefaultHealthTimeout,
+		HealthyThreshold:   DefaultHealthyThreshold,
+		UnhealthyThreshold: DefaultUnhealthyThreshold,
+	}
+	if v := f["path"]; v != nil {
+		s, sn, ok := d.str(v, join(path, "path"), "an HTTP path such as /healthz")
+		if ok && !strings.HasPrefix(s, "/") {
+			d.errorf(sn, join(path, "path"), "path %q must start with '/'; use an HTTP path such as /healthz", s)
+		}
+		hc.Path = s
+	}
+	var intervalNode, timeoutNode *yaml.Node
+	intervalOK, timeoutOK := true, true
+	if v := f["interval"]; v != nil {
+		hc.Interval, intervalNode, intervalOK = d.duration(v, join(path, "interval"))
+	}
+	if v := f["timeout"]; v != nil {
+		hc.Timeout, timeoutNode, timeoutOK = d.duration(v, join(path, "timeout"))
+	}
+	if intervalOK && timeoutOK && hc.Timeout > hc.Interval {
+		switch {
+		case timeoutNode != nil:
+			d.errorf(timeoutNode, join(path, "timeout"), "timeout %v is longer than the interval %v%s; use a timeout no longer than the interval",
+				hc.Timeout, hc.Interval, defaultNote(intervalNode))
+		default:
+			d.errorf(intervalNode, join(path, "interval"), "interval %v is shorter than the timeout %v (the default); set a longer interval, or a timeout no longer than it",
+				hc.Interval, hc.Timeout)
+		}
+	}
+	if v := f["healthy_threshold"]; v != nil {
+		hc.HealthyThreshold, _ = d.integer(v, join(path, "healthy_threshold"), 1, 0)
+	}
+	if v := f["unhealthy_threshold"]; v != nil {
+		hc.UnhealthyThreshold, _ = d.integer(v, join(path, "unhealthy_threshold"), 1, 0)
+	}
+	return hc
+}
+
+func defaultNote(n *yaml.Node) string {
+	if n == nil {
+		return " (the default)"
+	}
+	return ""
+}
+
+func (d *decoder) routes(n *yaml.Node, path string, pools []Pool, poolsOK bool) []Route {
+	items, ok := d.list(n, path, "a list of routes, each naming a pool")
+	if !ok {
+		return nil
+	}
+	if len(items) == 0 {
+		d.errorf(d.resolve(n), path, "the list is empty; add at least one route, such as [{path_prefix: /, pool: app}]")
+	}
+	var names []string
+	for _, p := range pools {
+		if p.Name != "" && !slices.Contains(names, p.Name) {
+			names = append(names, p.Name)
+		}
+	}
+	type routeKey struct{ host, prefix string }
+	seen := make(map[routeKey]*yaml.Node)
+	var out []Route
+	for i, item := range items {
+		ipath := index(path, i)
+		f, ok := d.fields(item, ipath, "a route", routeKeys)
+		if !ok {
+			continue
+		}
+		item = d.resolve(item)
+		r := Route{PathPrefix: DefaultPathPrefix}
+		valid := true
+		if v := f["host"]; v != nil {
+			s, sn, ok := d.str(v, join(ipath, "host"), `a host name such as ws.example.com, or "" for any host`)
+			if ok {
+				if problem := checkRouteHost(s); problem != "" {
+					d.errorf(sn, join(ipath, "host"), "invalid host %q: %s", s, problem)
+					ok = false
+				}
+			}
+			r.Host, valid = s, valid && ok
+		}
+		if v := f["path_prefix"]; v != nil {
+			s, sn, ok := d.str(v, join(ipath, "path_prefix"), "a path prefix such as / or /ws")
+			if ok {
+				if problem := checkPathPrefix(s); problem != "" {
+					d.errorf(sn, join(ipath, "path_prefix"), "invalid path_prefix %q: %s; use a path such as / or /ws", s, problem)
+					ok = false
+				}
+			}
+			r.PathPrefix, valid = s, valid && ok
+		}
+		if v := f["pool"]; v != nil {
+			s, sn, ok := d.str(v, join(ipath, "pool"), "the name of a pool")
+			switch {
+			case ok && s == "":
+				d.errorf(sn, join(ipath, "pool"), "the pool name is empty; name the pool to send matching connections to, such as pool: app")
+			case ok && poolsOK && len(names) > 0 && !slices.Contains(names, s):
+				// With no valid pool name at all, the pools' own errors say it.
+				d.errorf(sn, join(ipath, "pool"), "no pool named %q; defined pools: %s", s, strings.Join(names, ", "))
+			}
+			r.Pool = s
+		} else {
+			d.missing(item, join(ipath, "pool"), "name the pool to send matching connections to, such as pool: app")
+		}
+		if v := f["allowed_origins"]; v != nil {
+			r.AllowedOrigins = d.origins(v, join(ipath, "allowed_origins"))
+		}
+		if valid {
+			k := routeKey{strings.ToLower(r.Host), r.PathPrefix}
+			if prev, dup := seen[k]; dup {
+				d.errorf(item, ipath, "duplicate route for host %q and path_prefix %q, first at line %d; each host and path_prefix pair may be routed once", r.Host, r.PathPrefix, prev.Line)
+			} else {
+				seen[k] = item
+			}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func (d *decoder) origins(n *yaml.Node, path string) []string {
+	const want = "a list of origins such as [https://app.example.com]"
+	items, ok := d.list(n, path, want)
+	if !ok {
+		return nil
+	}
+	out := make([]string, 0, len(items))
+	for i, item := range items {
+		ipath := index(path, i)
+		s, sn, ok := d.str(item, ipath, "an origin such as https://app.example.com")
+		if ok {
+			if problem := checkOrigin(s); problem != "" {
+				d.errorf(sn, ipath, "invalid origin %q: %s; use scheme://host[:port] such as https://app.example.com", s, problem)
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func (d *decoder) limits(n *yaml.Node, path string, l *Limits) {
+	f, ok := d.fields(n, path, "the limits section", limitsKeys)
+	if !ok {
+		return
+	}
+	if v := f["max_header_bytes"]; v != nil {
+		l.MaxHeaderBytes, _ = d.integer(v, join(path, "max_header_bytes"), 1024, 0)
+	}
+	if v := f["header_timeout"]; v != nil {
+		l.HeaderTimeout, _, _ = d.duration(v, join(path, "header_timeout"))
+	}
+	if v := f["dial_timeout"]; v != nil {
+		l.DialTimeout, _, _ = d.duration(v, join(path, "dial_timeout"))
+	}
+	if v := f["max_attempts"]; v != nil {
+		l.MaxAttempts, _ = d.integer(v, join(path, "max_attempts"), 1, 10)
+	}
+}
+
+// listenAddr returns the listener address in n.
+func (d *decoder) listenAddr(n *yaml.Node, path string) string {
+	s, sn, ok := d.str(n, path, `a listen address such as "127.0.0.1:8443" or ":8443"`)
+	if !ok {
+		return ""
+	}
+	if problem := checkListenAddr(s); problem != "" {
+		d.errorf(sn, path, "invalid listen address %q: %s; %s", s, problem, listenHint)
+	}
+	return s
+}

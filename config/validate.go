@@ -1,0 +1,214 @@
+package config
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Checks of single values. Each returns what is wrong with its argument,
+// or "" when it is valid; the caller adds the position and what is valid.
+
+// checkListenAddr checks a listener address: host:port with an optional
+// host and a numeric port from 0 (any free port) to 65535.
+func checkListenAddr(s string) string {
+	return checkHostPort(s, true, 0)
+}
+
+// checkBackendAddr checks a backend address: host:port with a port from 1
+// to 65535, or unix: followed by an absolute socket path.
+func checkBackendAddr(s string) string {
+	if p, ok := strings.CutPrefix(s, "unix:"); ok {
+		switch {
+		case p == "":
+			return "the socket path is missing"
+		case strings.HasPrefix(p, "//"):
+			return "write a single slash after unix:, as in unix:/run/app.sock"
+		case !strings.HasPrefix(p, "/"):
+			return "the socket path must be absolute"
+		}
+		return ""
+	}
+	return checkHostPort(s, false, 1)
+}
+
+func checkHostPort(s string, emptyHost bool, minPort int) string {
+	if strings.Contains(s, "://") {
+		return "it has a scheme; write only host:port"
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		var ae *net.AddrError
+		if errors.As(err, &ae) {
+			return strings.TrimSuffix(ae.Err, " in address")
+		}
+		return err.Error()
+	}
+	if host == "" && !emptyHost {
+		return "the host is missing"
+	}
+	if host != "" {
+		if problem := checkHost(host); problem != "" {
+			return problem
+		}
+	}
+	n, err := strconv.Atoi(port)
+	switch {
+	case port == "":
+		return "the port is missing"
+	case err != nil || strings.IndexFunc(port, func(r rune) bool { return r < '0' || r > '9' }) >= 0:
+		return fmt.Sprintf("the port %q is not a number", port)
+	case n < minPort || n > 65535:
+		return fmt.Sprintf("the port %d is out of range", n)
+	}
+	return ""
+}
+
+// checkHost checks an IP address or a DNS host name.
+func checkHost(h string) string {
+	ip := h
+	if i := strings.IndexByte(ip, '%'); i > 0 {
+		ip = ip[:i] // IPv6 zone
+	}
+	if net.ParseIP(ip) != nil {
+		return ""
+	}
+	if strings.Contains(h, "*") {
+		return "wildcards are not supported"
+	}
+	name := strings.TrimSuffix(h, ".") // a fully qualified name may end in a dot
+	for _, label := range strings.Split(name, ".") {
+		if label == "" {
+			return "the host name has an empty label"
+		}
+		for _, r := range label {
+			if !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_') {
+				return fmt.Sprintf("the host name contains %q", r)
+			}
+		}
+	}
+	return ""
+}
+
+// checkRouteHost checks a route's host: empty (any host), or a bare host
+// name or IP address without scheme, port or path.
+func checkRouteHost(s string) string {
+	switch {
+	case s == "":
+		return ""
+	case strings.Contains(s, "://"):
+		return `it has a scheme; write the bare host name, such as ws.example.com`
+	case strings.Contains(s, "/"):
+		return `it contains a slash; write the bare host name, such as ws.example.com, and put paths in path_prefix`
+	case net.ParseIP(s) != nil:
+		return ""
+	case strings.Contains(s, ":"):
+		return `it has a port; routes match the Host header with any :port removed, so write the bare host name, such as ws.example.com`
+	}
+	if problem := checkHost(s); problem != "" {
+		return problem + `; write a host name such as ws.example.com, or "" for any host`
+	}
+	return ""
+}
+
+// checkPathPrefix checks a route's path prefix.
+func checkPathPrefix(s string) string {
+	switch {
+	case !strings.HasPrefix(s, "/"):
+		return "it must start with '/'"
+	case strings.ContainsAny(s, "?#"):
+		return "it contains '?' or '#', which are never part of a request path"
+	case strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f }):
+		return "it contains a space or control character"
+	}
+	return ""
+}
+
+// checkOrigin checks a value of allowed_origins, which is compared with
+// the Origin header browsers send: scheme://host[:port], nothing more.
+func checkOrigin(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || u.Opaque != "":
+		return "it is not a URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "the scheme must be http or https"
+	case u.Host == "" || u.Hostname() == "":
+		return "the host is missing"
+	case u.User != nil:
+		return "it has user information"
+	case u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery || strings.HasSuffix(s, "#"):
+		return "an origin has no path, query or trailing slash"
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Sprintf("the port %q is invalid", p)
+		}
+	}
+	return checkHost(u.Hostname())
+}
+
+// abs resolves a file path of the configuration against its directory.
+func (d *decoder) abs(p string) string {
+	if filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(d.dir, p)
+}
+
+// maxPEMSize bounds how much of a certificate or key file is read.
+const maxPEMSize = 1 << 20
+
+// checkKeyPair checks that c's files can be read and hold a certificate
+// and its private key, reporting at the node of the file concerned.
+func (d *decoder) checkKeyPair(c Certificate, certNode, keyNode *yaml.Node, path string) {
+	certPEM, err := readPEM(c.CertFile)
+	if err != nil {
+		d.errorf(certNode, join(path, "cert_file"), "cannot read certificate file %q: %v; set cert_file to a readable PEM file", c.CertFile, err)
+	}
+	keyPEM, kerr := readPEM(c.KeyFile)
+	if kerr != nil {
+		d.errorf(keyNode, join(path, "key_file"), "cannot read private key file %q: %v; set key_file to a readable PEM file", c.KeyFile, kerr)
+	}
+	if err != nil || kerr != nil {
+		return
+	}
+	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+		d.errorf(certNode, join(path, "cert_file"), "certificate %q and key %q do not form a pair: %s; use the PEM certificate and the private key it was issued for",
+			c.CertFile, c.KeyFile, strings.TrimPrefix(err.Error(), "tls: "))
+	}
+}
+
+// readPEM reads a certificate or key file, which must be a regular file of
+// reasonable size (so that a path such as /dev/zero cannot hang the check).
+func readPEM(name string) ([]byte, error) {
+	fi, err := os.Stat(name)
+	switch {
+	case err != nil:
+		return nil, unwrapPath(err)
+	case !fi.Mode().IsRegular():
+		return nil, errors.New("not a regular file")
+	case fi.Size() > maxPEMSize:
+		return nil, fmt.Errorf("larger than %d bytes", maxPEMSize)
+	}
+	data, err := os.ReadFile(name)
+	return data, unwrapPath(err)
+}
+
+// unwrapPath drops the operation and path from an *os.PathError, which the
+// message already names.
+func unwrapPath(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
