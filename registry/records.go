@@ -1,5 +1,7 @@
 package registry
 
+import "time"
+
 // Health is what a backend's health checks last concluded.
 type Health uint8
 
@@ -44,6 +46,21 @@ type ID struct {
 // Pool is a named group of backends.
 type Pool struct {
 	Name string
+	// Check is the pool's active health check; nil when it has none.
+	Check *HealthCheck
+}
+
+// HealthCheck is how a pool's backends are probed. Values are compared
+// with ==, so it holds no slices or maps.
+type HealthCheck struct {
+	Path               string
+	Interval           time.Duration
+	Timeout            time.Duration
+	HealthyThreshold   int
+	UnhealthyThreshold int
+	// ExpectedStatus is the status code a passing probe answers with; 0
+	// means any 2xx.
+	ExpectedStatus int
 }
 
 // Backend is one backend server. Values returned by Store are copies; change
@@ -85,6 +102,8 @@ func (b Backend) Available() bool { return b.State() == StateHealthy }
 type PoolSpec struct {
 	Name     string
 	Backends []BackendSpec
+	// Check is nil for a pool without active health checks.
+	Check *HealthCheck
 }
 
 // BackendSpec is a backend as configuration describes it.

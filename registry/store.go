@@ -79,8 +79,13 @@ func (s *Store) Apply(pools []PoolSpec) (uint64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("registry: look up pool %s: %w", p.Name, err)
 		}
-		if existing == nil {
-			if err := txn.Insert(tablePools, &Pool{Name: p.Name}); err != nil {
+		if existing == nil || !sameCheck(existing.(*Pool).Check, p.Check) {
+			rec := &Pool{Name: p.Name}
+			if p.Check != nil {
+				c := *p.Check
+				rec.Check = &c
+			}
+			if err := txn.Insert(tablePools, rec); err != nil {
 				return 0, fmt.Errorf("registry: insert pool %s: %w", p.Name, err)
 			}
 		}
@@ -114,6 +119,13 @@ func (s *Store) Apply(pools []PoolSpec) (uint64, error) {
 	}
 	txn.Commit()
 	return gen, nil
+}
+
+func sameCheck(a, b *HealthCheck) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return *a == *b
 }
 
 func nextGeneration(txn *memdb.Txn) (uint64, error) {
@@ -166,17 +178,24 @@ func (s *Store) backends(index string, args ...any) ([]Backend, <-chan struct{})
 	return out, it.WatchCh()
 }
 
-// Pools returns the names of all pools in name order.
-func (s *Store) Pools() []string {
+// Pools returns all pools in name order, and a channel that is closed at
+// the next change to any pool. The returned values share no memory with
+// the registry.
+func (s *Store) Pools() ([]Pool, <-chan struct{}) {
 	it, err := s.db.Txn(false).Get(tablePools, indexID)
 	if err != nil {
 		panic(fmt.Sprintf("registry: %v", err))
 	}
-	var out []string
+	var out []Pool
 	for obj := it.Next(); obj != nil; obj = it.Next() {
-		out = append(out, obj.(*Pool).Name)
+		p := *obj.(*Pool)
+		if p.Check != nil {
+			c := *p.Check
+			p.Check = &c
+		}
+		out = append(out, p)
 	}
-	return out
+	return out, it.WatchCh()
 }
 
 // Backend returns one backend.

@@ -98,7 +98,7 @@ func TestApplyRemovesPools(t *testing.T) {
 	if _, err := s.Apply([]PoolSpec{{Name: "b", Backends: []BackendSpec{{Address: "127.0.0.1:1"}}}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := s.Pools(); len(got) != 1 || got[0] != "b" {
+	if got, _ := s.Pools(); len(got) != 1 || got[0].Name != "b" {
 		t.Errorf("Pools() = %v, want [b]", got)
 	}
 	all, _ := s.Backends()
@@ -164,5 +164,32 @@ func TestState(t *testing.T) {
 				t.Errorf("State() = %v, want %v", got, tc.want)
 			}
 		})
+	}
+}
+
+func TestApplyHealthCheck(t *testing.T) {
+	check := &HealthCheck{Path: "/healthz", Interval: time.Second, Timeout: time.Second / 2, HealthyThreshold: 2, UnhealthyThreshold: 2}
+	s := newStore(t, PoolSpec{Name: "a", Backends: []BackendSpec{{Address: "127.0.0.1:1"}}, Check: check})
+	pools, changed := s.Pools()
+	if len(pools) != 1 || pools[0].Check == nil || *pools[0].Check != *check {
+		t.Fatalf("Pools() = %+v, want pool a with %+v", pools, check)
+	}
+	// The same check again is no change to the pool.
+	if _, err := s.Apply([]PoolSpec{{Name: "a", Backends: []BackendSpec{{Address: "127.0.0.1:1"}}, Check: check}}); err != nil {
+		t.Fatal(err)
+	}
+	if watchFired(changed) {
+		t.Error("Pools() watch fired for an unchanged pool")
+	}
+	other := *check
+	other.Path = "/ready"
+	if _, err := s.Apply([]PoolSpec{{Name: "a", Backends: []BackendSpec{{Address: "127.0.0.1:1"}}, Check: &other}}); err != nil {
+		t.Fatal(err)
+	}
+	if !watchFired(changed) {
+		t.Error("Pools() watch did not fire for a changed check")
+	}
+	if pools, _ := s.Pools(); pools[0].Check.Path != "/ready" {
+		t.Errorf("check path after reload = %q, want /ready", pools[0].Check.Path)
 	}
 }

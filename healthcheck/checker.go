@@ -1,0 +1,335 @@
+package healthcheck
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/wsgate/wsgate/registry"
+)
+
+// UserAgent is sent with every probe, so backends can tell probes from
+// users in their logs.
+const UserAgent = "wsgate-healthcheck"
+
+// maxBody is how much of a probe's response body is read before it is
+// discarded.
+const maxBody = 64 << 10
+
+// ProbeFunc probes one backend once and returns nil when it passes. It must
+// return when ctx is done.
+type ProbeFunc func(ctx context.Context, address string, check registry.HealthCheck) error
+
+// Options configure a Checker.
+type Options struct {
+	// Probe replaces the HTTP probe; tests use it as a seam. Nil means
+	// HTTP GET as described in the package documentation.
+	Probe ProbeFunc
+	// Logger nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Checker runs the health checks of every backend in a registry. Create it
+// with New and run it with Run.
+type Checker struct {
+	store *registry.Store
+	probe ProbeFunc
+	log   *slog.Logger
+
+	mu      sync.Mutex
+	probers map[registry.ID]*prober // guarded by mu; written only by Run
+}
+
+// prober is the goroutine that checks one backend.
+type prober struct {
+	id      registry.ID
+	check   registry.HealthCheck
+	cancel  context.CancelFunc
+	done    chan struct{}
+	passive chan error // capacity 1: one pending passive failure is enough
+}
+
+// New returns a Checker over store. It starts no goroutine.
+func New(store *registry.Store, opts Options) *Checker {
+	c := &Checker{store: store, probe: opts.Probe, log: opts.Logger, probers: make(map[registry.ID]*prober)}
+	if c.log == nil {
+		c.log = slog.Default()
+	}
+	if c.probe == nil {
+		c.probe = newHTTPProber().probe
+	}
+	return c
+}
+
+// Run keeps one prober per checked backend until ctx is done, then stops
+// them all and returns nil.
+func (c *Checker) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer func() {
+		c.mu.Lock()
+		for id, p := range c.probers {
+			p.cancel()
+			delete(c.probers, id)
+		}
+		c.mu.Unlock()
+		wg.Wait()
+	}()
+	for {
+		pools, poolsChanged := c.store.Pools()
+		backends, backendsChanged := c.store.Backends()
+		c.reconcile(ctx, &wg, pools, backends)
+		select {
+		case <-poolsChanged:
+		case <-backendsChanged:
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// reconcile starts, restarts and stops probers to match the registry.
+func (c *Checker) reconcile(ctx context.Context, wg *sync.WaitGroup, pools []registry.Pool, backends []registry.Backend) {
+	checks := make(map[string]*registry.HealthCheck, len(pools))
+	for _, p := range pools {
+		checks[p.Name] = p.Check
+	}
+	want := make(map[registry.ID]bool, len(backends))
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, b := range backends {
+		check := checks[b.Pool]
+		if check == nil {
+			continue
+		}
+		id := b.ID()
+		want[id] = true
+		if p, ok := c.probers[id]; ok {
+			if p.check == *check {
+				continue
+			}
+			p.cancel() // the check changed: restart with the new one
+			<-p.done
+		}
+		pctx, cancel := context.WithCancel(ctx)
+		p := &prober{id: id, check: *check, cancel: cancel, done: make(chan struct{}), passive: make(chan error, 1)}
+		c.probers[id] = p
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(p.done)
+			c.runProber(pctx, p, b.Health)
+		}()
+	}
+	for id, p := range c.probers {
+		if want[id] {
+			continue
+		}
+		p.cancel()
+		<-p.done
+		delete(c.probers, id)
+		// A backend whose pool lost its check (it may also be gone, then
+		// this finds nothing) is healthy again as far as checks go.
+		c.setHealth(id, registry.HealthUnknown, "health check removed")
+	}
+}
+
+// ReportFailure takes a backend down at once after a failed connection
+// attempt by the proxy, if its pool has a health check. It never blocks.
+func (c *Checker) ReportFailure(pool, address string, err error) {
+	c.mu.Lock()
+	p := c.probers[registry.ID{Pool: pool, Address: address}]
+	c.mu.Unlock()
+	if p == nil {
+		return
+	}
+	select {
+	case p.passive <- err:
+	default: // one is already pending
+	}
+}
+
+// runProber probes one backend until ctx is done. Its pass/fail counters
+// are locals: only this goroutine sees them.
+func (c *Checker) runProber(ctx context.Context, p *prober, state registry.Health) {
+	var passes, fails int
+	// The first probe goes out at once, give or take a little jitter so that
+	// a reload does not fire every probe in the same instant.
+	timer := time.NewTimer(jitter(p.check.Interval / 20))
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case err := <-p.passive:
+			passes, fails = 0, 0
+			if state != registry.HealthDown {
+				state = registry.HealthDown
+				c.setHealth(p.id, state, "passive: "+reason(err))
+			}
+		case <-timer.C:
+			started := time.Now()
+			pctx, cancel := context.WithTimeout(ctx, p.check.Timeout)
+			err := c.probe(pctx, p.id.Address, p.check)
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err == nil {
+				passes, fails = passes+1, 0
+			} else {
+				passes, fails = 0, fails+1
+			}
+			next := state
+			switch {
+			case state == registry.HealthUnknown && err == nil:
+				next = registry.HealthUp
+			case state == registry.HealthUnknown:
+				next = registry.HealthDown
+			case state == registry.HealthDown && passes >= p.check.HealthyThreshold:
+				next = registry.HealthUp
+			case state == registry.HealthUp && fails >= p.check.UnhealthyThreshold:
+				next = registry.HealthDown
+			}
+			if next != state {
+				state = next
+				why := "probe passed"
+				if err != nil {
+					why = reason(err)
+				}
+				c.setHealth(p.id, state, why)
+			}
+			// Probes start an interval apart, less up to 10% of jitter, never
+			// more: a dead backend is down within interval ×
+			// unhealthy_threshold + timeout.
+			timer.Reset(max(0, p.check.Interval-jitter(p.check.Interval/10)-time.Since(started)))
+		}
+	}
+}
+
+// setHealth writes a transition to the registry and logs it once.
+func (c *Checker) setHealth(id registry.ID, h registry.Health, why string) {
+	changed, err := c.store.SetHealth(id, h, why)
+	if err != nil {
+		if !errors.Is(err, registry.ErrNotFound) {
+			c.log.Error("record health", slog.String("pool", id.Pool), slog.String("backend", id.Address), slog.Any("err", err))
+		}
+		return
+	}
+	if !changed {
+		return
+	}
+	attrs := []any{slog.String("pool", id.Pool), slog.String("backend", id.Address), slog.String("reason", why)}
+	switch h {
+	case registry.HealthDown:
+		c.log.Warn("backend down", attrs...)
+	case registry.HealthUp:
+		c.log.Info("backend up", attrs...)
+	default:
+		c.log.Info("backend health unknown", attrs...)
+	}
+}
+
+// jitter returns a random duration in [0, d).
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return rand.N(d)
+}
+
+// reason turns a probe error into the short reason users see.
+func reason(err error) string {
+	var se *statusError
+	switch {
+	case errors.As(err, &se):
+		return se.Error()
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "connection reset"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), isTimeout(err):
+		return "timeout"
+	case errors.Is(err, syscall.ENOENT):
+		return "no such socket"
+	}
+	return err.Error()
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// statusError is a probe answered with an unexpected status.
+type statusError struct{ code int }
+
+func (e *statusError) Error() string { return fmt.Sprintf("status %d", e.code) }
+
+// httpProber is the default ProbeFunc: one fresh connection per probe, so a
+// probe also proves the backend still accepts connections.
+type httpProber struct {
+	client *http.Client
+}
+
+type dialAddrKey struct{}
+
+func newHTTPProber() *httpProber {
+	var d net.Dialer
+	tr := &http.Transport{
+		DisableKeepAlives: true,
+		// No connection is reused, so the dial target can travel in the
+		// request's context: this is how unix: backends are reached.
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if path, ok := ctx.Value(dialAddrKey{}).(string); ok {
+				return d.DialContext(ctx, "unix", path)
+			}
+			return d.DialContext(ctx, network, addr)
+		},
+		MaxResponseHeaderBytes: 16 << 10,
+	}
+	return &httpProber{client: &http.Client{
+		Transport: tr,
+		// A redirect is an answer: judge it, do not follow it.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}}
+}
+
+func (hp *httpProber) probe(ctx context.Context, address string, check registry.HealthCheck) error {
+	host := address
+	if path, ok := strings.CutPrefix(address, "unix:"); ok {
+		host = "localhost"
+		ctx = context.WithValue(ctx, dialAddrKey{}, path)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+check.Path, nil)
+	if err != nil {
+		return fmt.Errorf("checking HTTP health: %w", err)
+	}
+	req.Header.Set("User-Agent", UserAgent)
+	resp, err := hp.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("checking HTTP health: %w", err)
+	}
+	// Read a bounded amount and discard it, so a backend that streams
+	// cannot make the probe buffer; the timeout bounds the time.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
+	_ = resp.Body.Close()
+	ok := resp.StatusCode/100 == 2
+	if check.ExpectedStatus != 0 {
+		ok = resp.StatusCode == check.ExpectedStatus
+	}
+	if !ok {
+		return &statusError{code: resp.StatusCode}
+	}
+	return nil
+}

@@ -1,0 +1,367 @@
+package healthcheck
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/wsgate/wsgate/registry"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+var errFail = errors.New("scripted failure")
+
+// script is a ProbeFunc that answers from a list (the last answer repeats)
+// and records the backend's health as each probe starts, which is the
+// verdict of all probes before it.
+type script struct {
+	store   *registry.Store
+	id      registry.ID
+	results []error
+
+	mu     sync.Mutex
+	before []registry.Health
+}
+
+func (s *script) probe(ctx context.Context, addr string, _ registry.HealthCheck) error {
+	b, _ := s.store.Backend(s.id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.before)
+	s.before = append(s.before, b.Health)
+	if n >= len(s.results) {
+		n = len(s.results) - 1
+	}
+	return s.results[n]
+}
+
+func (s *script) history() []registry.Health {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]registry.Health(nil), s.before...)
+}
+
+const (
+	U = registry.HealthUnknown
+	Y = registry.HealthUp
+	N = registry.HealthDown
+)
+
+func testCheck() *registry.HealthCheck {
+	return &registry.HealthCheck{Path: "/healthz", Interval: time.Second, Timeout: 500 * time.Millisecond, HealthyThreshold: 2, UnhealthyThreshold: 2}
+}
+
+// startChecker runs a Checker over one pool with one backend inside the
+// current synctest bubble.
+func startChecker(t *testing.T, check *registry.HealthCheck, probe ProbeFunc) (*Checker, *registry.Store, func()) {
+	t.Helper()
+	return startCheckerOn(t, newStore(t), check, probe)
+}
+
+func newStore(t *testing.T) *registry.Store {
+	t.Helper()
+	store, err := registry.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
+func startCheckerOn(t *testing.T, store *registry.Store, check *registry.HealthCheck, probe ProbeFunc) (*Checker, *registry.Store, func()) {
+	t.Helper()
+	if _, err := store.Apply([]registry.PoolSpec{{Name: "app", Backends: []registry.BackendSpec{{Address: "127.0.0.1:9001", Weight: 1}}, Check: check}}); err != nil {
+		t.Fatal(err)
+	}
+	c := New(store, Options{Probe: probe, Logger: quietLog})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	return c, store, func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v", err)
+		}
+	}
+}
+
+func TestThresholds(t *testing.T) {
+	ok := error(nil)
+	for _, tc := range []struct {
+		name      string
+		healthy   int
+		unhealthy int
+		results   []error
+		// want[i] is the health after probes 0..i-1.
+		want []registry.Health
+	}{
+		{"first pass is up at once", 2, 2, []error{ok}, []registry.Health{U, Y, Y}},
+		{"first failure is down at once", 2, 2, []error{errFail}, []registry.Health{U, N, N}},
+		{"down after unhealthy_threshold failures in a row", 2, 2,
+			[]error{ok, errFail, ok, errFail, errFail, ok},
+			[]registry.Health{U, Y, Y, Y, Y, N, N}},
+		{"up after healthy_threshold passes in a row", 3, 2,
+			[]error{errFail, ok, errFail, ok, ok, ok, errFail},
+			[]registry.Health{U, N, N, N, N, N, Y, Y}},
+		{"thresholds of one flip at once", 1, 1,
+			[]error{ok, errFail, ok},
+			[]registry.Health{U, Y, N, Y}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				check := testCheck()
+				check.HealthyThreshold, check.UnhealthyThreshold = tc.healthy, tc.unhealthy
+				s := &script{store: newStore(t), id: registry.ID{Pool: "app", Address: "127.0.0.1:9001"}, results: tc.results}
+				_, _, stop := startCheckerOn(t, s.store, check, s.probe)
+				defer stop()
+				// Interval 1s, less up to 10%: len(want) probes fit in this.
+				time.Sleep(time.Duration(len(tc.want)) * 1100 * time.Millisecond)
+				synctest.Wait()
+				got := s.history()
+				if len(got) < len(tc.want) {
+					t.Fatalf("%d probes ran, want at least %d", len(got), len(tc.want))
+				}
+				for i, w := range tc.want {
+					if got[i] != w {
+						t.Errorf("health after %d probes = %v, want %v (history %v)", i, got[i], w, got[:len(tc.want)])
+					}
+				}
+			})
+		})
+	}
+}
+
+func TestDownWithinIntervalTimesThresholdPlusTimeout(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var mu sync.Mutex
+		dead := false
+		probe := func(ctx context.Context, _ string, _ registry.HealthCheck) error {
+			mu.Lock()
+			d := dead
+			mu.Unlock()
+			if !d {
+				return nil
+			}
+			<-ctx.Done() // a dead backend that never answers: the timeout ends the probe
+			return ctx.Err()
+		}
+		check := testCheck()
+		_, store, stop := startChecker(t, check, probe)
+		defer stop()
+		id := registry.ID{Pool: "app", Address: "127.0.0.1:9001"}
+		time.Sleep(3 * time.Second)
+		if b, _ := store.Backend(id); b.Health != registry.HealthUp {
+			t.Fatalf("health = %v, want up", b.Health)
+		}
+		mu.Lock()
+		dead = true
+		mu.Unlock()
+		start := time.Now()
+		for {
+			time.Sleep(10 * time.Millisecond)
+			synctest.Wait()
+			b, _ := store.Backend(id)
+			if b.Health == registry.HealthDown {
+				if b.HealthReason != "timeout" {
+					t.Errorf("reason = %q, want timeout", b.HealthReason)
+				}
+				break
+			}
+		}
+		// The promise: interval × unhealthy_threshold + timeout.
+		limit := check.Interval*time.Duration(check.UnhealthyThreshold) + check.Timeout
+		if took := time.Since(start); took > limit {
+			t.Errorf("marked down %v after the backend died, want within %v", took, limit)
+		}
+	})
+}
+
+func TestPassiveFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		id := registry.ID{Pool: "app", Address: "127.0.0.1:9001"}
+		s := &script{store: newStore(t), id: id, results: []error{nil}}
+		c, store, stop := startCheckerOn(t, s.store, testCheck(), s.probe)
+		defer stop()
+		time.Sleep(500 * time.Millisecond)
+		synctest.Wait()
+		if b, _ := store.Backend(id); b.Health != registry.HealthUp {
+			t.Fatalf("health = %v, want up", b.Health)
+		}
+		probesBefore := len(s.history())
+		c.ReportFailure("app", "127.0.0.1:9001", errors.New("dial tcp: connect: connection refused"))
+		synctest.Wait()
+		b, _ := store.Backend(id)
+		if b.Health != registry.HealthDown || !strings.HasPrefix(b.HealthReason, "passive: ") {
+			t.Fatalf("after ReportFailure: health %v (%q), want down with a passive reason", b.Health, b.HealthReason)
+		}
+		// healthy_threshold (2) passing probes bring it back.
+		for b.Health != registry.HealthUp {
+			time.Sleep(100 * time.Millisecond)
+			synctest.Wait()
+			b, _ = store.Backend(id)
+		}
+		if n := len(s.history()) - probesBefore; n != 2 {
+			t.Errorf("came back after %d probes, want 2 (healthy_threshold)", n)
+		}
+		// Unknown backends and pools are ignored.
+		c.ReportFailure("app", "127.0.0.1:1", errFail)
+		c.ReportFailure("nope", "127.0.0.1:9001", errFail)
+	})
+}
+
+func TestReload(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		probe := func(context.Context, string, registry.HealthCheck) error { return errFail }
+		_, store, stop := startChecker(t, testCheck(), probe)
+		defer stop()
+		id := registry.ID{Pool: "app", Address: "127.0.0.1:9001"}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if b, _ := store.Backend(id); b.Health != registry.HealthDown {
+			t.Fatalf("health = %v, want down", b.Health)
+		}
+		// The pool loses its check: the backend is no longer judged.
+		if _, err := store.Apply([]registry.PoolSpec{{Name: "app", Backends: []registry.BackendSpec{{Address: id.Address, Weight: 1}}}}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if b, _ := store.Backend(id); b.Health != registry.HealthUnknown {
+			t.Errorf("health after the check was removed = %v, want unknown", b.Health)
+		}
+		// The backend is removed altogether: its prober stops (goleak and
+		// synctest would notice a leftover goroutine).
+		if _, err := store.Apply([]registry.PoolSpec{{Name: "app", Check: testCheck()}}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+	})
+}
+
+// statusServer answers /healthz with a status that the test sets and
+// records what each probe sent.
+type statusServer struct {
+	mu     sync.Mutex
+	status int
+	delay  time.Duration
+	ua     string
+	host   string
+}
+
+func (s *statusServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.ua, s.host = r.UserAgent(), r.Host
+	status, delay := s.status, s.delay
+	s.mu.Unlock()
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+		}
+	}
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, strings.Repeat("x", 100<<10)) // more than a probe reads
+}
+
+func TestHTTPProbe(t *testing.T) {
+	ss := &statusServer{status: 200}
+	srv := httptest.NewServer(ss)
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+
+	dir, err := os.MkdirTemp("", "hc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "b.sock")
+	uln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usrv := httptest.NewUnstartedServer(ss)
+	usrv.Listener = uln
+	usrv.Start()
+	defer usrv.Close()
+
+	refused := func() string {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		a := ln.Addr().String()
+		ln.Close()
+		return a
+	}()
+
+	hp := newHTTPProber()
+	defer hp.client.CloseIdleConnections()
+	for _, tc := range []struct {
+		name       string
+		addr       string
+		status     int
+		expected   int
+		delay      time.Duration
+		wantReason string // "" = pass
+	}{
+		{"200 passes", addr, 200, 0, 0, ""},
+		{"204 passes", addr, 204, 0, 0, ""},
+		{"503 fails", addr, 503, 0, 0, "status 503"},
+		{"302 fails, not followed", addr, 302, 0, 0, "status 302"},
+		{"expected status", addr, 200, 204, 0, "status 200"},
+		{"refused", refused, 200, 0, 0, "connection refused"},
+		{"timeout", addr, 200, 0, 2 * time.Second, "timeout"},
+		{"unix socket", "unix:" + sock, 200, 0, 0, ""},
+		{"missing unix socket", "unix:" + sock + ".gone", 200, 0, 0, "no such socket"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ss.mu.Lock()
+			ss.status, ss.delay = tc.status, tc.delay
+			ss.mu.Unlock()
+			check := *testCheck()
+			check.Timeout = 200 * time.Millisecond
+			check.ExpectedStatus = tc.expected
+			ctx, cancel := context.WithTimeout(context.Background(), check.Timeout)
+			defer cancel()
+			err := hp.probe(ctx, tc.addr, check)
+			got := ""
+			if err != nil {
+				got = reason(err)
+			}
+			if got != tc.wantReason {
+				t.Errorf("probe(%s) reason = %q (%v), want %q", tc.addr, got, err, tc.wantReason)
+			}
+		})
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ua != UserAgent {
+		t.Errorf("User-Agent = %q, want %q", ss.ua, UserAgent)
+	}
+}
+
+func TestProbeSendsBackendHost(t *testing.T) {
+	ss := &statusServer{status: 200}
+	srv := httptest.NewServer(ss)
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	if err := newHTTPProber().probe(context.Background(), addr, *testCheck()); err != nil {
+		t.Fatal(err)
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.host != addr {
+		t.Errorf("Host = %q, want the backend's address %q", ss.host, addr)
+	}
+}
