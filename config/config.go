@@ -89,6 +89,9 @@ type HealthCheck struct {
 	Timeout            time.Duration
 	HealthyThreshold   int
 	UnhealthyThreshold int
+	// ExpectedStatus is the status a passing probe answers with; 0 (the
+	// default) means any 2xx.
+	ExpectedStatus int
 }
 
 // Route sends requests whose Host and path match to a pool.

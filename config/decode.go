@@ -16,7 +16,7 @@ var (
 	adminKeys       = []string{"listen"}
 	poolKeys        = []string{"name", "backends", "health_check"}
 	backendKeys     = []string{"address", "weight"}
-	healthKeys      = []string{"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold"}
+	healthKeys      = []string{"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "expected_status"}
 	routeKeys       = []string{"host", "path_prefix", "pool", "allowed_origins"}
 	shutdownKeys    = []string{"drain_timeout"}
 	limitsKeys      = []string{"max_header_bytes", "header_timeout", "dial_timeout", "max_attempts"}
@@ -286,6 +286,9 @@ func (d *decoder) healthCheck(n *yaml.Node, path string) *HealthCheck {
 	}
 	if v := f["unhealthy_threshold"]; v != nil {
 		hc.UnhealthyThreshold, _ = d.integer(v, join(path, "unhealthy_threshold"), 1, 0)
+	}
+	if v := f["expected_status"]; v != nil {
+		hc.ExpectedStatus, _ = d.integer(v, join(path, "expected_status"), 100, 599)
 	}
 	return hc
 }

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"cmp"
+	"context"
 	"crypto/tls"
 	"log/slog"
 	"net"
@@ -21,6 +22,8 @@ const (
 	DefaultMaxAttempts    = 3
 	DefaultMaxHeaderBytes = 16 << 10
 	DefaultHeaderTimeout  = 10 * time.Second
+	// DefaultDrainTimeout bounds Shutdown when its context has no deadline.
+	DefaultDrainTimeout = 10 * time.Second
 	// retryAfter is the Retry-After value sent with 503, in seconds.
 	retryAfter = "1"
 )
@@ -225,8 +228,31 @@ func headerSize(r *http.Request) int {
 	return n + 2
 }
 
-// Close ends every established tunnel at once and waits for them. It is
-// for tests and the final step of a shutdown.
+// Shutdown ends every established tunnel gracefully: at the next frame
+// boundary in each direction it sends a close frame with code 1001 (going
+// away) to the client and to the backend, then waits for both close
+// frames in answer. Tunnels established during the shutdown get the same.
+// When ctx is done first (its deadline is the drain deadline), the tunnels
+// left are closed at once. Shutdown returns when every tunnel has ended;
+// the error is ctx's if it had to close any.
+//
+// Shutdown does not stop new upgrades from arriving: close the listener
+// first (http.Server.Shutdown).
+func (h *Handler) Shutdown(ctx context.Context) error {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(DefaultDrainTimeout)
+	}
+	h.conns.goAway(deadline)
+	err := h.conns.wait(ctx)
+	if err != nil {
+		h.conns.closeAll()
+	}
+	return err
+}
+
+// Close ends every established tunnel at once, without close frames, and
+// waits for them.
 func (h *Handler) Close() {
 	h.conns.closeAll()
 }

@@ -36,6 +36,9 @@ type testBackend struct {
 	conns    map[*websocket.Conn]bool
 	upgrades int
 	status   int // if not 0, answer upgrades with this status
+	// closeCodes receives the close code of each connection that ended
+	// with a close frame from the proxy (or -1 without one).
+	closeCodes chan int
 }
 
 func newTestBackend(t *testing.T, id string) *testBackend {
@@ -59,7 +62,7 @@ func newUnixTestBackend(t *testing.T, id string) *testBackend {
 }
 
 func startTestBackend(t *testing.T, id string, ln net.Listener) *testBackend {
-	tb := &testBackend{id: id, conns: map[*websocket.Conn]bool{}}
+	tb := &testBackend{id: id, conns: map[*websocket.Conn]bool{}, closeCodes: make(chan int, 1000)}
 	up := websocket.Upgrader{
 		CheckOrigin:  func(*http.Request) bool { return true }, // the proxy under test checks Origin
 		Subprotocols: []string{"chat.v1"},
@@ -97,6 +100,17 @@ func startTestBackend(t *testing.T, id string, ln net.Listener) *testBackend {
 		for {
 			mt, msg, err := c.ReadMessage()
 			if err != nil {
+				code := -1
+				if testing.Verbose() {
+					println("test backend read error:", err.Error())
+				}
+				if ce, ok := err.(*websocket.CloseError); ok {
+					code = ce.Code
+				}
+				select {
+				case tb.closeCodes <- code:
+				default:
+				}
 				return
 			}
 			if err := c.WriteMessage(mt, msg); err != nil {

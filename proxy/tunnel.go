@@ -30,6 +30,17 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 // aLongTimeAgo is a deadline in the past, for a read that must not block.
 var aLongTimeAgo = time.Unix(1, 0)
 
+// errGoneAway ends a copier that finished the going-away handshake: it
+// sent its close frame and its source answered with one.
+var errGoneAway = errors.New("proxy: close handshake done")
+
+// errNotWebSocket ends a copier at shutdown whose stream is not WebSocket
+// framing, so no close frame can be placed in it.
+var errNotWebSocket = errors.New("proxy: stream is not websocket framing")
+
+// goAwayReason is the reason text of the close frames sent at shutdown.
+const goAwayReason = "proxy shutting down"
+
 // tunnel is one established WebSocket connection: the client's side, the
 // backend's side and the lease that counts it.
 type tunnel struct {
@@ -40,12 +51,28 @@ type tunnel struct {
 	lease      balancer.Lease
 
 	client, backend net.Conn
+	up, down        *copier // client→backend, backend→client
 
 	closeOnce sync.Once
+
+	// stopping is set when the proxy shuts down; drainDeadline (unix nanos)
+	// is when the close handshakes must be done. drainDeadline is stored
+	// before stopping is set.
+	stopping      atomic.Bool
+	drainDeadline atomic.Int64
 
 	mu     sync.Mutex
 	ended  int         // directions that have ended; guarded by mu
 	linger *time.Timer // guarded by mu
+}
+
+// attach pairs the connections. The bytes that pass before run (sent
+// along with the 101, or by the client right after its request) must be
+// reported to the copiers' relayed.
+func (t *tunnel) attach(client, backend net.Conn) {
+	t.client, t.backend = client, backend
+	t.up = newCopier(t, client, backend, true)
+	t.down = newCopier(t, backend, client, false)
 }
 
 // run relays bytes both ways until both directions have ended, then
@@ -53,18 +80,11 @@ type tunnel struct {
 // goroutine, which copies client→backend; one more goroutine copies
 // backend→client.
 func (t *tunnel) run() {
-	if !t.h.conns.add(t) {
-		t.close()
-		t.lease.Release()
-		return
-	}
-	up := newCopier(t.client, t.backend)   // client → backend
-	down := newCopier(t.backend, t.client) // backend → client
-
+	t.h.conns.add(t)
 	downDone := make(chan error, 1)
-	go down.run(t, downDone)
-	upErr := up.copy()
-	t.directionEnded(up, upErr)
+	go t.down.run(downDone)
+	upErr := t.up.copy()
+	t.directionEnded(t.up, upErr)
 	downErr := <-downDone
 
 	t.close()
@@ -75,16 +95,18 @@ func (t *tunnel) run() {
 		slog.String(keyBackend, t.lease.Address),
 		slog.String(keyRemoteAddr, t.remoteAddr),
 		slog.Duration(keyDuration, time.Since(t.start)),
-		slog.Int64(keyBytesUp, up.n.Load()),
-		slog.Int64(keyBytesDown, down.n.Load()),
+		slog.Int64(keyBytesUp, t.up.n.Load()),
+		slog.Int64(keyBytesDown, t.down.n.Load()),
+		slog.Bool("going_away", t.stopping.Load()),
 		slog.Any("up_err", quiet(upErr)),
 		slog.Any("down_err", quiet(downErr)))
 }
 
 // directionEnded is called by each copier when it ends. For the first to
 // end: a clean EOF is passed on as a half-close and the other direction
-// gets halfCloseLinger to finish; anything else closes both at once. The
-// second to end closes both.
+// gets the linger time to finish; the end of a going-away handshake waits
+// for the other direction's (bounded by the drain deadline); anything else
+// closes both at once. The second to end closes both.
 func (t *tunnel) directionEnded(c *copier, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -96,11 +118,29 @@ func (t *tunnel) directionEnded(c *copier, err error) {
 		t.close()
 		return
 	}
-	if errors.Is(err, io.EOF) && closeWrite(c.dst) == nil {
+	switch {
+	case errors.Is(err, errGoneAway):
+		return
+	case errors.Is(err, io.EOF) && !t.stopping.Load() && closeWrite(c.dst) == nil:
 		t.linger = time.AfterFunc(t.h.halfCloseLinger, t.close)
 		return
 	}
 	t.close()
+}
+
+// goAway starts the going-away handshake: each copier, at its next frame
+// boundary, sends a close frame with code 1001 to its destination and then
+// waits for its source's close frame, until deadline. Blocked reads are
+// woken by an expired read deadline.
+func (t *tunnel) goAway(deadline time.Time) {
+	t.drainDeadline.Store(deadline.UnixNano())
+	if !t.stopping.CompareAndSwap(false, true) {
+		return
+	}
+	for _, c := range []net.Conn{t.client, t.backend} {
+		_ = c.SetWriteDeadline(deadline)
+		_ = c.SetReadDeadline(aLongTimeAgo)
+	}
 }
 
 // closeWrite half-closes c after everything written so far: for TLS a
@@ -134,7 +174,7 @@ func (t *tunnel) close() {
 
 // quiet maps the errors of an ordinary close to nil for logging.
 func quiet(err error) error {
-	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, errGoneAway) {
 		return nil
 	}
 	return err
@@ -142,10 +182,15 @@ func quiet(err error) error {
 
 // copier copies one direction of a tunnel. It is the only reader of src and
 // the only writer of dst. It holds a pooled buffer only while data flows:
-// between bursts it waits for src to become readable without one.
+// between bursts it waits for src to become readable without one. Its frame
+// tracker follows the frames that pass, so that at shutdown a close frame
+// can be put between two of them.
 type copier struct {
+	t        *tunnel
 	src, dst net.Conn
+	toServer bool // dst is the backend: frames written to it are masked
 	n        atomic.Int64
+	tr       frameTracker
 
 	// raw is src's socket, for waiting until it is readable; nil when src
 	// is not a socket (then reads block holding a buffer).
@@ -155,8 +200,8 @@ type copier struct {
 	peekFn func(fd uintptr) bool
 }
 
-func newCopier(src, dst net.Conn) *copier {
-	c := &copier{src: src, dst: dst}
+func newCopier(t *tunnel, src, dst net.Conn, toServer bool) *copier {
+	c := &copier{t: t, src: src, dst: dst, toServer: toServer}
 	sock := src
 	if tc, ok := src.(*tls.Conn); ok {
 		c.isTLS = true
@@ -171,11 +216,18 @@ func newCopier(src, dst net.Conn) *copier {
 	return c
 }
 
+// relayed records bytes that reached dst outside copy (before the tunnel
+// started).
+func (c *copier) relayed(p []byte) {
+	c.tr.advance(p)
+	c.n.Add(int64(len(p)))
+}
+
 // run is copy on its own goroutine: its name in stack dumps says which
 // goroutine this is.
-func (c *copier) run(t *tunnel, done chan<- error) {
+func (c *copier) run(done chan<- error) {
 	err := c.copy()
-	t.directionEnded(c, err)
+	c.t.directionEnded(c, err)
 	done <- err
 }
 
@@ -188,9 +240,18 @@ func (c *copier) copy() error {
 		}
 	}()
 	for {
+		if c.t.stopping.Load() {
+			if bp == nil {
+				bp = bufPool.Get().(*[]byte)
+			}
+			return c.goAway(*bp, nil)
+		}
 		if bp == nil {
 			if c.raw != nil {
 				if err := c.waitReadable(); err != nil {
+					if c.wokenForShutdown(err) {
+						continue
+					}
 					return err
 				}
 			}
@@ -199,12 +260,17 @@ func (c *copier) copy() error {
 		buf := *bp
 		n, err := c.src.Read(buf)
 		if n > 0 {
-			if _, werr := c.dst.Write(buf[:n]); werr != nil {
-				return werr
+			if c.t.stopping.Load() {
+				return c.goAway(buf, buf[:n])
 			}
-			c.n.Add(int64(n))
+			if err := c.write(buf[:n]); err != nil {
+				return err
+			}
 		}
 		if err != nil {
+			if c.wokenForShutdown(err) {
+				continue
+			}
 			return err
 		}
 		if c.raw == nil || n == len(buf) {
@@ -226,22 +292,103 @@ func (c *copier) copy() error {
 	}
 }
 
+// write relays p to dst and advances the frame tracker over it.
+func (c *copier) write(p []byte) error {
+	if err := c.send(p); err != nil {
+		return err
+	}
+	c.tr.advance(p)
+	return nil
+}
+
+// send relays p to dst, for bytes the tracker has already seen.
+func (c *copier) send(p []byte) error {
+	if _, err := c.dst.Write(p); err != nil {
+		return err
+	}
+	c.n.Add(int64(len(p)))
+	return nil
+}
+
+// wokenForShutdown reports whether err is the expired deadline with which
+// goAway wakes a blocked copier.
+func (c *copier) wokenForShutdown(err error) bool {
+	return c.t.stopping.Load() && errors.Is(err, os.ErrDeadlineExceeded)
+}
+
 // readNoWait relays what a TLS source can deliver without touching the
 // socket, and reports whether it delivered anything.
 func (c *copier) readNoWait(buf []byte) (bool, error) {
 	_ = c.src.SetReadDeadline(aLongTimeAgo)
 	n, err := c.src.Read(buf)
+	// goAway sets stopping before it expires the deadline, so either this
+	// reset comes first and goAway's deadline wakes the next wait, or
+	// stopping is already visible at the top of copy's loop.
 	_ = c.src.SetReadDeadline(time.Time{})
 	if n > 0 {
-		if _, werr := c.dst.Write(buf[:n]); werr != nil {
-			return false, werr
+		// Relayed even when stopping: the tracker then knows where the
+		// next boundary is, and copy's loop hands over to goAway.
+		if err := c.write(buf[:n]); err != nil {
+			return false, err
 		}
-		c.n.Add(int64(n))
 	}
 	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
 		return false, err
 	}
 	return n > 0, nil
+}
+
+// goAway finishes this direction at shutdown. It relays the rest of the
+// frame in flight (pending holds bytes read but not yet relayed), sends
+// dst a close frame with code 1001 unless src already sent dst one, then
+// reads and discards src's frames until src's own close frame arrives (the
+// answer to the close the other direction sent), all before the drain
+// deadline.
+func (c *copier) goAway(buf, pending []byte) error {
+	deadline := time.Unix(0, c.t.drainDeadline.Load())
+	_ = c.src.SetReadDeadline(deadline)
+	read := func() error {
+		n, err := c.src.Read(buf)
+		pending = buf[:n]
+		if n > 0 {
+			return nil
+		}
+		return err
+	}
+	for !c.tr.atBoundary() {
+		if c.tr.broken {
+			return errNotWebSocket
+		}
+		if len(pending) == 0 {
+			if err := read(); err != nil {
+				return err
+			}
+		}
+		k := c.tr.toBoundary(pending)
+		if err := c.send(pending[:k]); err != nil {
+			return err
+		}
+		pending = pending[k:]
+	}
+	if !c.tr.closed {
+		if _, err := c.dst.Write(closeFrame(CloseGoingAway, goAwayReason, c.toServer)); err != nil {
+			return err
+		}
+	}
+	// From here on nothing more goes to dst: it has its close frame.
+	for {
+		c.tr.advance(pending)
+		pending = nil
+		if c.tr.closed {
+			return errGoneAway
+		}
+		if c.tr.broken {
+			return errNotWebSocket
+		}
+		if err := read(); err != nil {
+			return err
+		}
+	}
 }
 
 // waitReadable blocks until src's socket has data or an end to report.

@@ -294,7 +294,7 @@ func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tun
 		return
 	}
 	_ = clientConn.SetDeadline(time.Time{})
-	t.client, t.backend = clientConn, backendConn
+	t.attach(clientConn, backendConn)
 
 	// The 101, then whatever the backend sent right after it.
 	bw := brw.Writer
@@ -308,11 +308,11 @@ func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tun
 		}
 	}
 	bw.WriteString("\r\n")
-	err = flushBuffered(bw, br)
+	err = flushBuffered(bw, br, t.down)
 	readerPool.Put(br)
 	// Whatever the client sent after its request goes to the backend first.
 	if err == nil {
-		err = forwardBuffered(backendConn, brw.Reader)
+		err = forwardBuffered(backendConn, brw.Reader, t.up)
 	}
 	if err != nil {
 		t.lease.Release()
@@ -326,22 +326,26 @@ func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tun
 
 // flushBuffered writes bytes the backend sent after its 101 (read into br
 // with the headers) to bw, and flushes.
-func flushBuffered(bw *bufio.Writer, br *bufio.Reader) error {
+func flushBuffered(bw *bufio.Writer, br *bufio.Reader, c *copier) error {
 	if n := br.Buffered(); n > 0 {
 		b, _ := br.Peek(n)
 		if _, err := bw.Write(b); err != nil {
 			return err
 		}
+		c.relayed(b)
 	}
 	return bw.Flush()
 }
 
-func forwardBuffered(dst net.Conn, br *bufio.Reader) error {
+// forwardBuffered writes bytes the client sent after its request (read
+// into br with the headers) to dst.
+func forwardBuffered(dst net.Conn, br *bufio.Reader, c *copier) error {
 	if n := br.Buffered(); n > 0 {
 		b, _ := br.Peek(n)
 		if _, err := dst.Write(b); err != nil {
 			return err
 		}
+		c.relayed(b)
 	}
 	return nil
 }

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/wsgate/wsgate/admin"
+	"github.com/wsgate/wsgate/balancer"
+	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/healthcheck"
+	"github.com/wsgate/wsgate/proxy"
+	"github.com/wsgate/wsgate/registry"
+	wstls "github.com/wsgate/wsgate/tls"
+)
+
+// gateway is one running wsgate: the registry, balancer, TLS provider,
+// proxy and admin handlers assembled from a config, and their listeners.
+type gateway struct {
+	cfg   *config.Config
+	log   *slog.Logger
+	store *registry.Store
+	bal   *balancer.Balancer
+	check *healthcheck.Checker
+	certs *wstls.Provider
+	proxy *proxy.Handler
+	admin *admin.Server
+
+	proxyLn, adminLn net.Listener
+}
+
+// newGateway assembles a gateway from cfg and opens its listeners. extra
+// certificates (the demo's in-memory one) are served after cfg's files.
+// It starts no goroutine.
+func newGateway(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) (*gateway, error) {
+	g := &gateway{cfg: cfg, log: log}
+	var err error
+	if g.store, err = registry.New(); err != nil {
+		return nil, err
+	}
+	gen, err := g.store.Apply(poolSpecs(cfg))
+	if err != nil {
+		return nil, err
+	}
+	g.bal = balancer.New(g.store, balancer.Options{Logger: log})
+	g.check = healthcheck.New(g.store, healthcheck.Options{Logger: log})
+
+	files := make([]wstls.CertFile, len(cfg.TLS.Certificates))
+	for i, c := range cfg.TLS.Certificates {
+		files[i] = wstls.CertFile{CertFile: c.CertFile, KeyFile: c.KeyFile}
+	}
+	if g.certs, err = wstls.NewProvider(wstls.Options{Files: files, Certs: extra, Logger: log}); err != nil {
+		return nil, err
+	}
+	g.proxy = proxy.New(proxy.Options{
+		Routes:         routes(cfg),
+		Balancer:       g.bal,
+		Failures:       g.check,
+		DialTimeout:    cfg.Limits.DialTimeout,
+		MaxAttempts:    cfg.Limits.MaxAttempts,
+		MaxHeaderBytes: cfg.Limits.MaxHeaderBytes,
+		HeaderTimeout:  cfg.Limits.HeaderTimeout,
+		Logger:         log,
+	})
+	g.admin = admin.New(admin.Options{Store: g.store, Balancer: g.bal, Logger: log})
+
+	if g.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen (TLS): %w", err)
+	}
+	if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+		g.proxyLn.Close()
+		return nil, fmt.Errorf("listen (admin): %w", err)
+	}
+	log.Info("config loaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
+		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)))
+	return g, nil
+}
+
+func poolSpecs(cfg *config.Config) []registry.PoolSpec {
+	specs := make([]registry.PoolSpec, len(cfg.Pools))
+	for i, p := range cfg.Pools {
+		specs[i].Name = p.Name
+		if hc := p.HealthCheck; hc != nil {
+			specs[i].Check = &registry.HealthCheck{
+				Path:               hc.Path,
+				Interval:           hc.Interval,
+				Timeout:            hc.Timeout,
+				HealthyThreshold:   hc.HealthyThreshold,
+				UnhealthyThreshold: hc.UnhealthyThreshold,
+				ExpectedStatus:     hc.ExpectedStatus,
+			}
+		}
+		for _, b := range p.Backends {
+			specs[i].Backends = append(specs[i].Backends, registry.BackendSpec{Address: b.Address, Weight: b.Weight})
+		}
+	}
+	return specs
+}
+
+func routes(cfg *config.Config) []proxy.Route {
+	rs := make([]proxy.Route, len(cfg.Routes))
+	for i, r := range cfg.Routes {
+		rs[i] = proxy.Route{Host: r.Host, PathPrefix: r.PathPrefix, Pool: r.Pool, AllowedOrigins: r.AllowedOrigins}
+	}
+	return rs
+}
+
+var _ proxy.FailureReporter = (*healthcheck.Checker)(nil)
+
+// proxyURL and adminURL are the listeners' real addresses (a :0 port
+// resolved).
+func (g *gateway) proxyURL() string { return "https://" + g.proxyLn.Addr().String() }
+func (g *gateway) adminURL() string { return "http://" + g.adminLn.Addr().String() }
+
+// serve runs the gateway until ctx is done, then shuts down: the admin
+// /healthz turns 503, the TLS listener closes, tunnels are ended, and
+// serve returns once everything has stopped or the drain timeout passed.
+func (g *gateway) serve(ctx context.Context) error {
+	proxySrv := g.proxy.Server()
+	adminSrv := g.admin.HTTPServer()
+	runCtx, stopRunning := context.WithCancel(context.Background())
+	defer stopRunning()
+
+	eg, egCtx := errgroup.WithContext(runCtx)
+	eg.Go(func() error { return g.bal.Run(egCtx) })
+	eg.Go(func() error { return g.check.Run(egCtx) })
+	eg.Go(func() error {
+		return serveErr("TLS listener", proxySrv.Serve(tls.NewListener(g.proxyLn, g.certs.TLSConfig())))
+	})
+	eg.Go(func() error { return serveErr("admin listener", adminSrv.Serve(g.adminLn)) })
+
+	// Wait for a stop request, or for a server to fail.
+	var failed error
+	select {
+	case <-ctx.Done():
+		g.log.Info("shutting down", slog.Duration("drain_timeout", g.cfg.Shutdown.DrainTimeout))
+	case <-egCtx.Done():
+		failed = egCtx.Err()
+	}
+
+	g.admin.ShuttingDown()
+	// A fresh context: ctx is already done, and a done context would make
+	// Shutdown drain nothing.
+	drainCtx, cancel := context.WithTimeout(context.Background(), g.cfg.Shutdown.DrainTimeout)
+	defer cancel()
+	// Stop accepting and let plain requests finish, while every tunnel
+	// goes through its 1001 close handshake; both bounded by the drain
+	// timeout, after which what is left is closed.
+	var drain sync.WaitGroup
+	drain.Go(func() { _ = proxySrv.Shutdown(drainCtx) })
+	drain.Go(func() {
+		if err := g.proxy.Shutdown(drainCtx); err != nil {
+			g.log.Warn("drain timeout reached; closed the remaining tunnels", slog.Duration("drain_timeout", g.cfg.Shutdown.DrainTimeout))
+		}
+	})
+	drain.Wait()
+	_ = proxySrv.Close()
+	_ = adminSrv.Shutdown(drainCtx)
+	stopRunning()
+	err := eg.Wait()
+	if failed != nil && err != nil {
+		return err
+	}
+	return nil
+}
+
+// serveErr maps the normal end of http.Server.Serve to nil.
+func serveErr(what string, err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return fmt.Errorf("%s: %w", what, err)
+}
+
+// newLogger returns the process logger.
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("bad -log-level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+}
+
+// shutdownBudget is for tests and docs: the longest serve takes to return
+// after ctx is done.
+func shutdownBudget(cfg *config.Config) time.Duration { return cfg.Shutdown.DrainTimeout }

@@ -1,0 +1,478 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	wstls "github.com/wsgate/wsgate/tls"
+)
+
+// Binaries built once by TestMain.
+var (
+	wsgateBin  string
+	backendBin string
+)
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "wsgate-e2e")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	wsgateBin = filepath.Join(dir, "wsgate")
+	backendBin = filepath.Join(dir, "wsgate-backend")
+	for bin, pkg := range map[string]string{wsgateBin: ".", backendBin: "../wsgate-backend"} {
+		out, err := exec.Command("go", "build", "-race", "-o", bin, pkg).CombinedOutput()
+		if err != nil {
+			// Without the race runtime (cgo off), build without it.
+			out, err = exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", pkg, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a started binary whose stdout lines can be awaited.
+type proc struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	lines  chan string
+	stderr *syncBuffer
+	done   chan struct{}
+	err    error // valid after done
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func start(t *testing.T, bin string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, cmd: exec.Command(bin, args...), lines: make(chan string, 100), stderr: &syncBuffer{}, done: make(chan struct{})}
+	p.cmd.Stderr = p.stderr
+	out, err := p.cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			select {
+			case p.lines <- sc.Text():
+			default: // nobody is reading; drop
+			}
+		}
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", filepath.Base(bin), p.stderr.String())
+		}
+	})
+	return p
+}
+
+// waitLine returns the rest of the first stdout line that starts with
+// prefix.
+func (p *proc) waitLine(prefix string) string {
+	p.t.Helper()
+	timeout := time.After(20 * time.Second)
+	for {
+		select {
+		case l := <-p.lines:
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(l), prefix); ok {
+				return strings.TrimSpace(rest)
+			}
+		case <-p.done:
+			p.t.Fatalf("%s exited (%v) before printing %q; stderr:\n%s", p.cmd.Path, p.err, prefix, p.stderr.String())
+		case <-timeout:
+			p.t.Fatalf("%s did not print %q in time", p.cmd.Path, prefix)
+		}
+	}
+}
+
+// exit waits for the process to end within d and returns its exit code.
+func (p *proc) exit(d time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+		return p.cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		p.t.Fatalf("%s still running %v after it was asked to stop", p.cmd.Path, d)
+		return -1
+	}
+}
+
+func (p *proc) signal(sig os.Signal) {
+	p.t.Helper()
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// startBackend runs a reference backend process and returns its address.
+func startBackend(t *testing.T, id string) (*proc, string) {
+	p := start(t, backendBin, "-listen", "127.0.0.1:0", "-id", id, "-drain-timeout", "2s")
+	return p, p.waitLine("listening on")
+}
+
+// tlsFiles writes a self-signed certificate for localhost and returns the
+// file paths and a pool trusting it.
+func tlsFiles(t *testing.T, dir string) (certFile, keyFile string, roots *x509.CertPool) {
+	t.Helper()
+	certPEM, keyPEM, err := wstls.GenerateSelfSigned([]string{"localhost", "127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	roots = x509.NewCertPool()
+	roots.AppendCertsFromPEM(certPEM)
+	return certFile, keyFile, roots
+}
+
+// gate is a running `wsgate run` process.
+type gate struct {
+	*proc
+	proxyAddr, adminURL string
+	roots               *x509.CertPool
+}
+
+func startGate(t *testing.T, backends []string, extraYAML string) *gate {
+	t.Helper()
+	dir := t.TempDir()
+	certFile, keyFile, roots := tlsFiles(t, dir)
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: 127.0.0.1:0\ntls:\n  certificates:\n    - cert_file: %s\n      key_file: %s\n", certFile, keyFile)
+	b.WriteString("admin:\n  listen: 127.0.0.1:0\npools:\n  - name: app\n    backends:\n")
+	for _, addr := range backends {
+		fmt.Fprintf(&b, "      - address: %s\n", addr)
+	}
+	b.WriteString("routes:\n  - pool: app\n")
+	b.WriteString(extraYAML)
+	path := filepath.Join(dir, "wsgate.yaml")
+	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := start(t, wsgateBin, "run", "-config", path)
+	g := &gate{proc: p, roots: roots}
+	g.proxyAddr = strings.TrimPrefix(p.waitLine("wsgate: proxy listening on"), "https://")
+	g.adminURL = p.waitLine("wsgate: admin listening on")
+	return g
+}
+
+func (g *gate) dial(t *testing.T, path string) (*websocket.Conn, string) {
+	t.Helper()
+	return dialWSS(t, g.proxyAddr, path, g.roots)
+}
+
+func dialWSS(t *testing.T, addr, path string, roots *x509.CertPool) (*websocket.Conn, string) {
+	t.Helper()
+	d := websocket.Dialer{
+		TLSClientConfig:  &tls.Config{RootCAs: roots, ServerName: "localhost", InsecureSkipVerify: roots == nil},
+		HandshakeTimeout: 5 * time.Second,
+	}
+	c, resp, err := d.Dial("wss://"+addr+path, nil)
+	if err != nil {
+		t.Fatalf("Dial(wss://%s%s) error = %v", addr, path, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, resp.Header.Get("X-Backend-Id")
+}
+
+func echo(t *testing.T, c *websocket.Conn, msg string) {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+		t.Fatalf("WriteMessage() error = %v", err)
+	}
+	if _, got, err := c.ReadMessage(); err != nil || string(got) != msg {
+		t.Fatalf("echo = %q, %v; want %q", got, err, msg)
+	}
+}
+
+type backendStatus struct {
+	Pool              string `json:"pool"`
+	Address           string `json:"address"`
+	State             string `json:"state"`
+	ActiveConnections int64  `json:"active_connections"`
+	TotalConnections  int64  `json:"total_connections"`
+}
+
+func getBackends(t *testing.T, adminURL string) []backendStatus {
+	t.Helper()
+	resp, err := http.Get(adminURL + "/api/backends")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var out []backendStatus
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// closeCode reads from c until it fails and returns the close code, or -1.
+func closeCode(t *testing.T, c *websocket.Conn) int {
+	t.Helper()
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		_, _, err := c.ReadMessage()
+		if err == nil {
+			continue
+		}
+		if ce, ok := err.(*websocket.CloseError); ok {
+			return ce.Code
+		}
+		return -1
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(wsgateBin, "version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "wsgate ") {
+		t.Errorf("wsgate version = %q, %v; want a line starting with \"wsgate \"", out, err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	for _, ex := range []string{"../../examples/minimal.yaml", "../../examples/multi.yaml"} {
+		out, err := exec.Command(wsgateBin, "validate", "-config", ex).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != "ok" {
+			t.Errorf("wsgate validate %s = %q, %v; want ok", ex, out, err)
+		}
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(bad, []byte("listen: 127.0.0.1:99999\nadmin:\n  lisen: x\npools:\n  - name: app\n    backends:\n      - address: 127.0.0.1:9001\n        weight: -1\nroutes:\n  - pool: nope\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(wsgateBin, "validate", "-config", bad)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Fatalf("validate bad config: exit %d (%v), want 1", code, err)
+	}
+	if stdout.Len() != 0 {
+		t.Errorf("stdout = %q, want nothing", stdout.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stderr.String()), "\n")
+	for _, want := range []string{bad + ":1:", bad + ":3:", bad + ":8:", bad + ":10:"} {
+		found := false
+		for _, l := range lines {
+			found = found || strings.HasPrefix(l, want)
+		}
+		if !found {
+			t.Errorf("stderr has no line starting %q:\n%s", want, stderr.String())
+		}
+	}
+}
+
+func TestRunBalancesAndStops(t *testing.T) {
+	var addrs []string
+	for _, id := range []string{"a", "b", "c"} {
+		_, addr := startBackend(t, id)
+		addrs = append(addrs, addr)
+	}
+	g := startGate(t, addrs, "shutdown:\n  drain_timeout: 5s\n")
+
+	byID := map[string][]*websocket.Conn{}
+	for range 30 {
+		c, id := g.dial(t, "/ws")
+		byID[id] = append(byID[id], c)
+	}
+	for _, id := range []string{"a", "b", "c"} {
+		if n := len(byID[id]); n != 10 {
+			t.Errorf("backend %s holds %d of 30, want 10", id, n)
+		}
+		echo(t, byID[id][0], "hello "+id)
+	}
+	for _, b := range getBackends(t, g.adminURL) {
+		if b.ActiveConnections != 10 || b.TotalConnections != 10 || b.State != "healthy" {
+			t.Errorf("GET /api/backends: %+v, want 10 active, 10 total, healthy", b)
+		}
+	}
+
+	// Every client reads, so it answers the proxy's close frame.
+	codes := make(chan int, 30)
+	for _, cs := range byID {
+		for _, c := range cs {
+			go func() { codes <- closeCode(t, c) }()
+		}
+	}
+	start := time.Now()
+	g.signal(syscall.SIGTERM)
+	// /healthz turns 503 at once; the admin listener lives until exit.
+	waitFor(t, "admin /healthz to turn 503", func() bool {
+		resp, err := http.Get(g.adminURL + "/healthz")
+		if err != nil {
+			return true // already gone: the drain was that quick
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusServiceUnavailable
+	})
+	for range 30 {
+		if code := <-codes; code != websocket.CloseGoingAway {
+			t.Errorf("client close code = %d, want 1001", code)
+		}
+	}
+	if code := g.exit(5 * time.Second); code != 0 {
+		t.Errorf("wsgate exit code after SIGTERM = %d, want 0", code)
+	}
+	t.Logf("wsgate stopped %v after SIGTERM", time.Since(start))
+}
+
+// waitFor polls cond until it holds, or fails the test after 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestBackendShutdownReachesClients(t *testing.T) {
+	b1, addr1 := startBackend(t, "one")
+	_, addr2 := startBackend(t, "two")
+	g := startGate(t, []string{addr1, addr2}, "")
+
+	var onOne []*websocket.Conn
+	for len(onOne) < 3 {
+		c, id := g.dial(t, "/ws")
+		if id == "one" {
+			onOne = append(onOne, c)
+		}
+	}
+	b1.signal(syscall.SIGTERM)
+	for i, c := range onOne {
+		if code := closeCode(t, c); code != websocket.CloseGoingAway {
+			t.Errorf("client %d close code = %d, want 1001 sent by the backend", i, code)
+		}
+	}
+	if code := b1.exit(5 * time.Second); code != 0 {
+		t.Errorf("backend exit code = %d, want 0", code)
+	}
+	// Reconnecting lands on the other backend (the first refuses, and is
+	// skipped).
+	for range 5 {
+		c, id := g.dial(t, "/ws")
+		if id != "two" {
+			t.Errorf("reconnect went to %q, want two", id)
+		}
+		echo(t, c, "again")
+	}
+}
+
+func TestDemo(t *testing.T) {
+	p := start(t, wsgateBin, "demo", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0")
+	echoURL := p.waitLine("echo")
+	chatURL := p.waitLine("chat")
+	adminURL := p.waitLine("dashboard")
+	addr := strings.TrimPrefix(strings.TrimSuffix(echoURL, "/ws"), "wss://")
+
+	c, id := dialWSS(t, addr, "/ws", nil)
+	if !strings.HasPrefix(id, "backend-") {
+		t.Errorf("X-Backend-Id = %q, want backend-N", id)
+	}
+	echo(t, c, "hello demo")
+
+	room := strings.TrimPrefix(chatURL, "wss://"+addr)
+	a, _ := dialWSS(t, addr, room, nil)
+	bb, _ := dialWSS(t, addr, room, nil)
+	if err := a.WriteMessage(websocket.TextMessage, []byte("to the room")); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*websocket.Conn{a, bb} {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, got, err := c.ReadMessage(); err != nil || string(got) != "to the room" {
+			t.Errorf("chat member got %q, %v; want the broadcast", got, err)
+		}
+	}
+	echoBackends := 0
+	for _, b := range getBackends(t, strings.TrimSuffix(adminURL, "/")) {
+		if b.Pool == "echo" {
+			echoBackends++
+		}
+	}
+	if echoBackends != 3 {
+		t.Errorf("demo echo backends = %d, want 3", echoBackends)
+	}
+
+	p.signal(syscall.SIGTERM)
+	if code := p.exit(8 * time.Second); code != 0 {
+		t.Errorf("demo exit code = %d, want 0", code)
+	}
+}
+
+func TestDemoBusyPort(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, wsgateBin, "demo", "-listen", ln.Addr().String(), "-admin", "127.0.0.1:0")
+	out, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 1 {
+		t.Errorf("demo on a busy port: exit %d, want 1", code)
+	}
+	if !strings.Contains(string(out), "address already in use") {
+		t.Errorf("demo on a busy port said %q; want it to name the busy address", out)
+	}
+}

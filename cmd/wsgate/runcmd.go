@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+
+	"github.com/wsgate/wsgate/config"
+)
+
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("wsgate run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "config file (required)")
+	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "wsgate run: -config FILE is required")
+		return 2
+	}
+	log, err := newLogger(stderr, *level)
+	if err != nil {
+		fmt.Fprintln(stderr, "wsgate run:", err)
+		return 2
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
+	}
+	g, err := newGateway(cfg, nil, log)
+	if err != nil {
+		fmt.Fprintln(stderr, "wsgate run:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "wsgate: proxy listening on %s\n", g.proxyURL())
+	fmt.Fprintf(stdout, "wsgate: admin listening on %s\n", g.adminURL())
+	if err := g.serve(ctx); err != nil {
+		log.Error("stopped", slog.Any("err", err))
+		return 1
+	}
+	log.Info("stopped")
+	return 0
+}

@@ -1,0 +1,181 @@
+package proxy
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+)
+
+// WebSocket framing (RFC 6455 5.2), as far as the tunnel needs it: where
+// frames begin and end, and whether a close frame has passed. Payloads are
+// skipped, never copied or unmasked.
+
+const (
+	maxFrameHeader = 14 // 2 + 8 (64-bit length) + 4 (mask key)
+
+	opClose = 0x8
+
+	// CloseGoingAway is the close code sent to both peers when the proxy
+	// shuts down (RFC 6455 7.4.1: "going away").
+	CloseGoingAway = 1001
+)
+
+// frameTracker follows the frame structure of one direction of a tunnel
+// from the bytes that pass, in chunks of any size. The zero value is at the
+// start of a stream.
+type frameTracker struct {
+	hdr       [maxFrameHeader]byte
+	hdrN      int    // bytes of the current header seen so far
+	need      int    // length of the current header, known once hdrN >= 2
+	inPayload bool   // between a complete header and the end of its payload
+	remain    uint64 // payload bytes of the current frame not yet seen
+	opcode    byte   // opcode of the current frame
+
+	// closed is set once a complete close frame has passed.
+	closed bool
+	// broken is set when the bytes are not WebSocket framing; the tracker
+	// then stops (and never reports a boundary again).
+	broken bool
+}
+
+// atBoundary reports whether the stream is between two frames, where a
+// control frame may be inserted (RFC 6455 5.4: also between the fragments
+// of a message).
+func (f *frameTracker) atBoundary() bool {
+	return !f.broken && !f.inPayload && f.hdrN == 0
+}
+
+// advance consumes all of p.
+func (f *frameTracker) advance(p []byte) {
+	f.consume(p, false)
+}
+
+// toBoundary consumes p up to the next frame boundary and returns how many
+// bytes that took: 0 when already at one, len(p) when p ends before one.
+func (f *frameTracker) toBoundary(p []byte) int {
+	if f.atBoundary() {
+		return 0
+	}
+	return f.consume(p, true)
+}
+
+func (f *frameTracker) consume(p []byte, stopAtBoundary bool) int {
+	i := 0
+	for i < len(p) {
+		if f.broken {
+			return len(p)
+		}
+		if f.inPayload {
+			k := uint64(len(p) - i)
+			if k > f.remain {
+				k = f.remain
+			}
+			i += int(k)
+			f.remain -= k
+			if f.remain == 0 {
+				f.endFrame()
+				if stopAtBoundary {
+					return i
+				}
+			}
+			continue
+		}
+		// Header bytes: copy only what the header still needs.
+		if f.hdrN < 2 {
+			f.hdr[f.hdrN] = p[i]
+			f.hdrN++
+			i++
+			if f.hdrN == 2 {
+				f.need = headerLen(f.hdr[0], f.hdr[1])
+			}
+		} else {
+			k := copy(f.hdr[f.hdrN:f.need], p[i:])
+			f.hdrN += k
+			i += k
+		}
+		if f.hdrN < 2 || f.hdrN < f.need {
+			continue
+		}
+		f.startPayload()
+		if !f.inPayload && !f.broken {
+			f.endFrame() // an empty payload
+			if stopAtBoundary {
+				return i
+			}
+		}
+	}
+	return i
+}
+
+// headerLen is the length of a frame header from its first two bytes.
+func headerLen(b0, b1 byte) int {
+	n := 2
+	switch b1 & 0x7f {
+	case 126:
+		n += 2
+	case 127:
+		n += 8
+	}
+	if b1&0x80 != 0 {
+		n += 4
+	}
+	return n
+}
+
+// startPayload parses the complete header in f.hdr.
+func (f *frameTracker) startPayload() {
+	b0, b1 := f.hdr[0], f.hdr[1]
+	f.opcode = b0 & 0x0f
+	var length uint64
+	switch l := b1 & 0x7f; l {
+	case 126:
+		length = uint64(binary.BigEndian.Uint16(f.hdr[2:4]))
+	case 127:
+		length = binary.BigEndian.Uint64(f.hdr[2:10])
+		if length>>63 != 0 {
+			f.broken = true // the most significant bit must be 0
+			return
+		}
+	default:
+		length = uint64(l)
+	}
+	switch {
+	case f.opcode >= 0x3 && f.opcode <= 0x7, f.opcode >= 0xb:
+		f.broken = true // reserved opcodes
+		return
+	case f.opcode&0x8 != 0 && (length > 125 || b0&0x80 == 0):
+		f.broken = true // control frames are short and never fragmented
+		return
+	}
+	f.hdrN = 0
+	f.remain = length
+	f.inPayload = length > 0
+}
+
+func (f *frameTracker) endFrame() {
+	f.inPayload = false
+	if f.opcode == opClose {
+		f.closed = true
+	}
+}
+
+// closeFrame returns a close frame carrying code and reason, masked with a
+// random key when masked is set (frames towards a server must be masked).
+// reason must be at most 123 bytes.
+func closeFrame(code uint16, reason string, masked bool) []byte {
+	n := 2 + len(reason)
+	b := make([]byte, 0, 2+4+n)
+	b = append(b, 0x80|opClose, byte(n))
+	payload := make([]byte, n)
+	binary.BigEndian.PutUint16(payload, code)
+	copy(payload[2:], reason)
+	if masked {
+		b[1] |= 0x80
+		var key [4]byte
+		binary.LittleEndian.PutUint32(key[:], rand.Uint32())
+		b = append(b, key[:]...)
+		for i := range payload {
+			payload[i] ^= key[i%4]
+		}
+	}
+	return append(b, payload...)
+}

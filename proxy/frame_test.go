@@ -1,0 +1,159 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"testing"
+)
+
+// frame builds one frame: fin, opcode, payload length n (payload bytes are
+// filler), masked or not.
+func frame(fin bool, opcode byte, n int, masked bool) []byte {
+	b0 := opcode
+	if fin {
+		b0 |= 0x80
+	}
+	var mask byte
+	if masked {
+		mask = 0x80
+	}
+	var b []byte
+	switch {
+	case n < 126:
+		b = []byte{b0, mask | byte(n)}
+	case n < 1<<16:
+		b = []byte{b0, mask | 126, 0, 0}
+		binary.BigEndian.PutUint16(b[2:], uint16(n))
+	default:
+		b = []byte{b0, mask | 127, 0, 0, 0, 0, 0, 0, 0, 0}
+		binary.BigEndian.PutUint64(b[2:], uint64(n))
+	}
+	if masked {
+		b = append(b, 1, 2, 3, 4)
+	}
+	return append(b, bytes.Repeat([]byte{'x'}, n)...)
+}
+
+func concat(frames ...[]byte) []byte { return bytes.Join(frames, nil) }
+
+// boundaries returns the offsets at which the tracker is at a frame
+// boundary when fed p in chunks of size step.
+func boundaries(p []byte, step int) (offsets []int, tr frameTracker) {
+	off := 0
+	for off < len(p) {
+		end := min(off+step, len(p))
+		chunk := p[off:end]
+		for len(chunk) > 0 {
+			k := tr.toBoundary(chunk)
+			if k == 0 { // at a boundary already: step over one byte
+				tr.advance(chunk[:1])
+				k = 1
+			}
+			chunk = chunk[k:]
+			off += k
+			if tr.atBoundary() {
+				offsets = append(offsets, off)
+			}
+		}
+	}
+	return offsets, tr
+}
+
+func TestFrameTracker(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		stream     []byte
+		want       []int // boundary offsets after the start
+		wantClosed bool
+		wantBroken bool
+	}{
+		{"one short text frame", frame(true, 1, 5, false), []int{7}, false, false},
+		{"masked", frame(true, 2, 5, true), []int{11}, false, false},
+		{"empty payload", frame(true, 1, 0, false), []int{2}, false, false},
+		{"16-bit length", frame(true, 2, 300, true), []int{2 + 2 + 4 + 300}, false, false},
+		{"64-bit length", frame(true, 2, 70000, false), []int{2 + 8 + 70000}, false, false},
+		{"fragments with a ping between",
+			concat(frame(false, 1, 3, true), frame(true, 9, 2, true), frame(true, 0, 4, true)),
+			[]int{9, 9 + 8, 9 + 8 + 10}, false, false},
+		{"close", concat(frame(true, 1, 1, false), frame(true, 8, 2, false)), []int{3, 7}, true, false},
+		{"reserved opcode", frame(true, 3, 1, false), nil, false, true},
+		{"long control frame", frame(true, 9, 126, false), nil, false, true},
+		{"fragmented control frame", frame(false, 8, 2, false), nil, false, true},
+		{"64-bit length with top bit", []byte{0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 1}, nil, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, step := range []int{1, 2, 3, 7, 1 << 20} {
+				got, tr := boundaries(tc.stream, step)
+				if !equalInts(got, tc.want) {
+					t.Errorf("step %d: boundaries = %v, want %v", step, got, tc.want)
+				}
+				if tr.closed != tc.wantClosed || tr.broken != tc.wantBroken {
+					t.Errorf("step %d: closed, broken = %v, %v; want %v, %v", step, tr.closed, tr.broken, tc.wantClosed, tc.wantBroken)
+				}
+			}
+		})
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestCloseFrame(t *testing.T) {
+	for _, masked := range []bool{false, true} {
+		f := closeFrame(CloseGoingAway, goAwayReason, masked)
+		var tr frameTracker
+		tr.advance(f)
+		if !tr.closed || !tr.atBoundary() {
+			t.Fatalf("masked=%v: tracker after closeFrame: closed %v, at boundary %v; want both", masked, tr.closed, tr.atBoundary())
+		}
+		if got := f[1]&0x80 != 0; got != masked {
+			t.Errorf("mask bit = %v, want %v", got, masked)
+		}
+		payload := f[2:]
+		if masked {
+			key := payload[:4]
+			payload = append([]byte(nil), payload[4:]...)
+			for i := range payload {
+				payload[i] ^= key[i%4]
+			}
+		}
+		if code := binary.BigEndian.Uint16(payload); code != CloseGoingAway || string(payload[2:]) != goAwayReason {
+			t.Errorf("masked=%v: payload = %d %q, want %d %q", masked, code, payload[2:], CloseGoingAway, goAwayReason)
+		}
+	}
+}
+
+// FuzzFrameHeader checks that the tracker never panics, and that where it
+// finds frame boundaries does not depend on how the stream is cut into
+// chunks.
+func FuzzFrameHeader(f *testing.F) {
+	f.Add(frame(true, 1, 5, true), 3)
+	f.Add(concat(frame(false, 1, 3, true), frame(true, 9, 2, true), frame(true, 0, 4, true)), 1)
+	f.Add(frame(true, 2, 300, false), 7)
+	f.Add(frame(true, 8, 2, false), 2)
+	f.Add([]byte{0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 1}, 4)
+	f.Add([]byte{0x81, 0xfe, 0xff}, 1)
+	f.Add([]byte{0x89, 126, 0, 200}, 5)
+	f.Fuzz(func(t *testing.T, stream []byte, step int) {
+		if step <= 0 || step > len(stream)+1 {
+			step = len(stream) + 1
+		}
+		whole, trWhole := boundaries(stream, len(stream)+1)
+		split, trSplit := boundaries(stream, step)
+		if !equalInts(whole, split) {
+			t.Fatalf("boundaries whole %v, in chunks of %d %v", whole, step, split)
+		}
+		if trWhole.closed != trSplit.closed || trWhole.broken != trSplit.broken {
+			t.Fatalf("state whole %+v, split %+v", trWhole, trSplit)
+		}
+	})
+}
