@@ -77,7 +77,7 @@ type Provider struct {
 	certs  []*certEntry // Options.Certs, checked once by NewProvider
 	logger *slog.Logger
 
-	reloadMu sync.Mutex // serialises Reload
+	reloadMu sync.Mutex // serialises Reload and SetFiles; guards files
 	set      atomic.Pointer[certSet]
 }
 
@@ -175,6 +175,31 @@ func (p *Provider) Reload() error {
 	entries, err := p.loadFiles(now)
 	if err != nil {
 		return err
+	}
+	p.publish(entries, now)
+	p.logger.Info("certificates reloaded", slog.Int(keyCount, len(entries)+len(p.certs)))
+	return nil
+}
+
+// SetFiles replaces Files (a config reload that names other files) and
+// loads them, with Reload's guarantees: if any pair fails, it returns the
+// error and nothing changes, neither the files nor the certificates
+// served.
+func (p *Provider) SetFiles(files []CertFile) error {
+	p.reloadMu.Lock()
+	defer p.reloadMu.Unlock()
+
+	now := time.Now()
+	old := p.files
+	p.files = append([]CertFile(nil), files...)
+	entries, err := p.loadFiles(now)
+	if err != nil {
+		p.files = old
+		return err
+	}
+	if len(entries)+len(p.certs) == 0 {
+		p.files = old
+		return ErrNoCertificates
 	}
 	p.publish(entries, now)
 	p.logger.Info("certificates reloaded", slog.Int(keyCount, len(entries)+len(p.certs)))

@@ -619,3 +619,44 @@ func certInfoEqual(a, b CertInfo) bool {
 	return a.Source == b.Source && slices.Equal(a.Names, b.Names) &&
 		a.NotBefore.Equal(b.NotBefore) && a.NotAfter.Equal(b.NotAfter)
 }
+
+func TestSetFiles(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	a, b := validPair(t, "a.example.com"), validPair(t, "b.example.com")
+	cfA, cfB := a.write(t, dir, "a"), b.write(t, dir, "b")
+	p := newTestProvider(t, Options{Files: []CertFile{cfA}})
+	addr := serve(t, p.TLSConfig())
+
+	serves := func(name string, want testPair) {
+		t.Helper()
+		// Compared by hand below, so no verification: the default certificate
+		// need not be valid for name.
+		conn, err := dial(t, addr, &tls.Config{ServerName: name, InsecureSkipVerify: true})
+		if err != nil {
+			t.Fatalf("handshake for %s: %v", name, err)
+		}
+		if got := conn.ConnectionState().PeerCertificates[0]; !got.Equal(want.leaf) {
+			t.Errorf("SNI %s served serial %v, want %v", name, got.SerialNumber, want.leaf.SerialNumber)
+		}
+	}
+
+	if err := p.SetFiles([]CertFile{cfB}); err != nil {
+		t.Fatalf("SetFiles(b) = %v", err)
+	}
+	serves("b.example.com", b)
+	// A list with a broken pair changes nothing, and Reload keeps using
+	// the last good list.
+	broken := CertFile{CertFile: cfA.CertFile, KeyFile: filepath.Join(dir, "missing.pem")}
+	if err := p.SetFiles([]CertFile{cfA, broken}); err == nil {
+		t.Fatal("SetFiles(with a missing key) = nil, want an error")
+	}
+	serves("a.example.com", b) // default: still b
+	if err := p.Reload(); err != nil {
+		t.Fatalf("Reload() after a failed SetFiles = %v", err)
+	}
+	serves("b.example.com", b)
+	if err := p.SetFiles(nil); !errors.Is(err, ErrNoCertificates) {
+		t.Errorf("SetFiles(nil) = %v, want ErrNoCertificates", err)
+	}
+}

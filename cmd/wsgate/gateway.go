@@ -9,8 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -54,11 +54,7 @@ func newGateway(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) (
 	g.bal = balancer.New(g.store, balancer.Options{Logger: log})
 	g.check = healthcheck.New(g.store, healthcheck.Options{Logger: log})
 
-	files := make([]wstls.CertFile, len(cfg.TLS.Certificates))
-	for i, c := range cfg.TLS.Certificates {
-		files[i] = wstls.CertFile{CertFile: c.CertFile, KeyFile: c.KeyFile}
-	}
-	if g.certs, err = wstls.NewProvider(wstls.Options{Files: files, Certs: extra, Logger: log}); err != nil {
+	if g.certs, err = wstls.NewProvider(wstls.Options{Files: certFiles(cfg), Certs: extra, Logger: log}); err != nil {
 		return nil, err
 	}
 	g.proxy = proxy.New(proxy.Options{
@@ -83,6 +79,14 @@ func newGateway(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) (
 	log.Info("config loaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
 		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)))
 	return g, nil
+}
+
+func certFiles(cfg *config.Config) []wstls.CertFile {
+	files := make([]wstls.CertFile, len(cfg.TLS.Certificates))
+	for i, c := range cfg.TLS.Certificates {
+		files[i] = wstls.CertFile{CertFile: c.CertFile, KeyFile: c.KeyFile}
+	}
+	return files
 }
 
 func poolSpecs(cfg *config.Config) []registry.PoolSpec {
@@ -121,10 +125,50 @@ var _ proxy.FailureReporter = (*healthcheck.Checker)(nil)
 func (g *gateway) proxyURL() string { return "https://" + g.proxyLn.Addr().String() }
 func (g *gateway) adminURL() string { return "http://" + g.adminLn.Addr().String() }
 
+// reload reads the config file again and applies it: certificates, pools,
+// backends, weights, health checks and routes change for new connections;
+// established connections are not touched (a removed backend's connections
+// run on until they end). A file that fails validation, or certificates
+// that fail to load, change nothing. The listen addresses and limits are
+// fixed at start-up: a change to them is logged and ignored.
+func (g *gateway) reload() {
+	cfg, err := config.Load(g.cfg.Path)
+	if err != nil {
+		g.log.Error("reload rejected; the running config stays", slog.String("file", g.cfg.Path), slog.Uint64("generation", g.store.Generation()))
+		var joined interface{ Unwrap() []error }
+		if errors.As(err, &joined) {
+			for _, e := range joined.Unwrap() {
+				g.log.Error("config error", slog.String("err", e.Error()))
+			}
+		} else {
+			g.log.Error("config error", slog.String("err", err.Error()))
+		}
+		return
+	}
+	if err := g.certs.SetFiles(certFiles(cfg)); err != nil {
+		g.log.Error("reload rejected; the running config stays", slog.String("file", cfg.Path), slog.Any("err", err))
+		return
+	}
+	gen, err := g.store.Apply(poolSpecs(cfg))
+	if err != nil {
+		g.log.Error("reload rejected; the running config stays", slog.String("file", cfg.Path), slog.Any("err", err))
+		return
+	}
+	g.proxy.SetRoutes(routes(cfg))
+	if cfg.Listen != g.cfg.Listen || cfg.Admin.Listen != g.cfg.Admin.Listen || cfg.Limits != g.cfg.Limits {
+		g.log.Warn("listen addresses and limits change only on restart; kept the running ones")
+	}
+	cfg.Listen, cfg.Admin.Listen, cfg.Limits = g.cfg.Listen, g.cfg.Admin.Listen, g.cfg.Limits
+	g.cfg = cfg
+	g.log.Info("config reloaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
+		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)))
+}
+
 // serve runs the gateway until ctx is done, then shuts down: the admin
 // /healthz turns 503, the TLS listener closes, tunnels are ended, and
 // serve returns once everything has stopped or the drain timeout passed.
-func (g *gateway) serve(ctx context.Context) error {
+// Each value on reload makes it reload the config file.
+func (g *gateway) serve(ctx context.Context, reload <-chan os.Signal) error {
 	proxySrv := g.proxy.Server()
 	adminSrv := g.admin.HTTPServer()
 	runCtx, stopRunning := context.WithCancel(context.Background())
@@ -138,13 +182,21 @@ func (g *gateway) serve(ctx context.Context) error {
 	})
 	eg.Go(func() error { return serveErr("admin listener", adminSrv.Serve(g.adminLn)) })
 
-	// Wait for a stop request, or for a server to fail.
+	// Wait for a stop request, or for a server to fail, reloading on the
+	// way when asked to.
 	var failed error
-	select {
-	case <-ctx.Done():
-		g.log.Info("shutting down", slog.Duration("drain_timeout", g.cfg.Shutdown.DrainTimeout))
-	case <-egCtx.Done():
-		failed = egCtx.Err()
+wait:
+	for {
+		select {
+		case <-reload:
+			g.reload()
+		case <-ctx.Done():
+			g.log.Info("shutting down", slog.Duration("drain_timeout", g.cfg.Shutdown.DrainTimeout))
+			break wait
+		case <-egCtx.Done():
+			failed = egCtx.Err()
+			break wait
+		}
 	}
 
 	g.admin.ShuttingDown()
@@ -189,7 +241,3 @@ func newLogger(w io.Writer, level string) (*slog.Logger, error) {
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
 }
-
-// shutdownBudget is for tests and docs: the longest serve takes to return
-// after ctx is done.
-func shutdownBudget(cfg *config.Config) time.Duration { return cfg.Shutdown.DrainTimeout }

@@ -85,6 +85,9 @@ func (s *syncBuffer) String() string {
 func start(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, cmd: exec.Command(bin, args...), lines: make(chan string, 100), stderr: &syncBuffer{}, done: make(chan struct{})}
+	// The race runtime otherwise sleeps a second at exit; a race still
+	// makes the process exit 66, which the exit-code checks catch.
+	p.cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
 	p.cmd.Stderr = p.stderr
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
@@ -187,28 +190,47 @@ type gate struct {
 	*proc
 	proxyAddr, adminURL string
 	roots               *x509.CertPool
+	path                string // the config file
+	certFile, keyFile   string
+}
+
+// gateConfig is what a test varies in the config file.
+type gateConfig struct {
+	backends []string
+	health   string // the pool's health_check block, indented for it, or ""
+	extra    string // more top-level YAML
+}
+
+func (g *gate) writeConfig(t *testing.T, gc gateConfig) {
+	t.Helper()
+	var b strings.Builder
+	fmt.Fprintf(&b, "listen: 127.0.0.1:0\ntls:\n  certificates:\n    - cert_file: %s\n      key_file: %s\n", g.certFile, g.keyFile)
+	b.WriteString("admin:\n  listen: 127.0.0.1:0\npools:\n  - name: app\n    backends:\n")
+	for _, addr := range gc.backends {
+		fmt.Fprintf(&b, "      - address: %s\n", addr)
+	}
+	b.WriteString(gc.health)
+	b.WriteString("routes:\n  - pool: app\n")
+	b.WriteString(gc.extra)
+	if err := os.WriteFile(g.path, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func startGate(t *testing.T, backends []string, extraYAML string) *gate {
 	t.Helper()
+	return startGateWith(t, gateConfig{backends: backends, extra: extraYAML})
+}
+
+func startGateWith(t *testing.T, gc gateConfig) *gate {
+	t.Helper()
 	dir := t.TempDir()
-	certFile, keyFile, roots := tlsFiles(t, dir)
-	var b strings.Builder
-	fmt.Fprintf(&b, "listen: 127.0.0.1:0\ntls:\n  certificates:\n    - cert_file: %s\n      key_file: %s\n", certFile, keyFile)
-	b.WriteString("admin:\n  listen: 127.0.0.1:0\npools:\n  - name: app\n    backends:\n")
-	for _, addr := range backends {
-		fmt.Fprintf(&b, "      - address: %s\n", addr)
-	}
-	b.WriteString("routes:\n  - pool: app\n")
-	b.WriteString(extraYAML)
-	path := filepath.Join(dir, "wsgate.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	p := start(t, wsgateBin, "run", "-config", path)
-	g := &gate{proc: p, roots: roots}
-	g.proxyAddr = strings.TrimPrefix(p.waitLine("wsgate: proxy listening on"), "https://")
-	g.adminURL = p.waitLine("wsgate: admin listening on")
+	g := &gate{path: filepath.Join(dir, "wsgate.yaml")}
+	g.certFile, g.keyFile, g.roots = tlsFiles(t, dir)
+	g.writeConfig(t, gc)
+	g.proc = start(t, wsgateBin, "run", "-config", g.path)
+	g.proxyAddr = strings.TrimPrefix(g.waitLine("wsgate: proxy listening on"), "https://")
+	g.adminURL = g.waitLine("wsgate: admin listening on")
 	return g
 }
 
@@ -246,6 +268,7 @@ type backendStatus struct {
 	Pool              string `json:"pool"`
 	Address           string `json:"address"`
 	State             string `json:"state"`
+	HealthReason      string `json:"health_reason"`
 	ActiveConnections int64  `json:"active_connections"`
 	TotalConnections  int64  `json:"total_connections"`
 }
@@ -326,7 +349,7 @@ func TestRunBalancesAndStops(t *testing.T) {
 		_, addr := startBackend(t, id)
 		addrs = append(addrs, addr)
 	}
-	g := startGate(t, addrs, "shutdown:\n  drain_timeout: 5s\n")
+	g := startGate(t, addrs, "shutdown:\n  drain_timeout: 3s\n")
 
 	byID := map[string][]*websocket.Conn{}
 	for range 30 {
@@ -345,7 +368,11 @@ func TestRunBalancesAndStops(t *testing.T) {
 		}
 	}
 
-	// Every client reads, so it answers the proxy's close frame.
+	// One more client that never reads, so it never answers the close
+	// frame: it keeps the drain going until drain_timeout.
+	g.dial(t, "/ws")
+
+	// Every other client reads, so it answers the proxy's close frame.
 	codes := make(chan int, 30)
 	for _, cs := range byID {
 		for _, c := range cs {
@@ -354,11 +381,12 @@ func TestRunBalancesAndStops(t *testing.T) {
 	}
 	start := time.Now()
 	g.signal(syscall.SIGTERM)
-	// /healthz turns 503 at once; the admin listener lives until exit.
+	// /healthz turns 503 at once, and the admin listener stays up while
+	// the drain lasts.
 	waitFor(t, "admin /healthz to turn 503", func() bool {
 		resp, err := http.Get(g.adminURL + "/healthz")
 		if err != nil {
-			return true // already gone: the drain was that quick
+			t.Fatalf("admin listener gone during the drain: %v", err)
 		}
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusServiceUnavailable
@@ -368,10 +396,15 @@ func TestRunBalancesAndStops(t *testing.T) {
 			t.Errorf("client close code = %d, want 1001", code)
 		}
 	}
-	if code := g.exit(5 * time.Second); code != 0 {
+	// Within drain_timeout (3s), plus a little to exit.
+	if code := g.exit(3500 * time.Millisecond); code != 0 {
 		t.Errorf("wsgate exit code after SIGTERM = %d, want 0", code)
 	}
-	t.Logf("wsgate stopped %v after SIGTERM", time.Since(start))
+	took := time.Since(start)
+	t.Logf("wsgate stopped %v after SIGTERM", took)
+	if took < 2*time.Second {
+		t.Errorf("wsgate stopped after %v, before the silent client's drain_timeout of 3s", took)
+	}
 }
 
 // waitFor polls cond until it holds, or fails the test after 10s.

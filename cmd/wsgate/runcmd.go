@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/wsgate/wsgate/config"
 )
@@ -39,7 +42,11 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "wsgate: proxy listening on %s\n", g.proxyURL())
 	fmt.Fprintf(stdout, "wsgate: admin listening on %s\n", g.adminURL())
-	if err := g.serve(ctx); err != nil {
+	// SIGHUP reloads the config file.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	if err := g.serve(ctx, hup); err != nil {
 		log.Error("stopped", slog.Any("err", err))
 		return 1
 	}

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// fastHealth is a pool health check quick enough for tests.
+const fastHealth = "    health_check:\n      interval: 200ms\n      timeout: 100ms\n      healthy_threshold: 2\n      unhealthy_threshold: 2\n"
+
+// backendState returns the admin API's view of the backend at addr.
+func backendState(t *testing.T, g *gate, addr string) backendStatus {
+	t.Helper()
+	for _, b := range getBackends(t, g.adminURL) {
+		if b.Address == addr {
+			return b
+		}
+	}
+	t.Fatalf("backend %s not in /api/backends", addr)
+	return backendStatus{}
+}
+
+func adminPost(t *testing.T, g *gate, path, addr string) {
+	t.Helper()
+	body := fmt.Sprintf(`{"pool":"app","address":%q}`, addr)
+	resp, err := http.Post(g.adminURL+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("POST %s = %d, want 200", path, resp.StatusCode)
+	}
+}
+
+// waitProbed waits until every backend has had a health verdict.
+func waitProbed(t *testing.T, g *gate) {
+	t.Helper()
+	waitFor(t, "first health verdicts", func() bool {
+		for _, b := range getBackends(t, g.adminURL) {
+			if b.State != "healthy" || b.HealthReason == "" {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+func TestKillBackendUnderLoad(t *testing.T) {
+	ids := []string{"a", "b", "c"}
+	procs := map[string]*proc{}
+	addrOf := map[string]string{}
+	var addrs []string
+	for _, id := range ids {
+		procs[id], addrOf[id] = startBackend(t, id)
+		addrs = append(addrs, addrOf[id])
+	}
+	g := startGateWith(t, gateConfig{backends: addrs, health: fastHealth})
+	waitProbed(t, g)
+
+	// Two long-lived connections on each backend.
+	held := map[string]int{}
+	for range 6 {
+		_, id := g.dial(t, "/ws")
+		held[id]++
+	}
+	for _, id := range ids {
+		if held[id] != 2 {
+			t.Fatalf("held connections per backend = %v, want 2 each", held)
+		}
+	}
+
+	// A stream of new connections, each dial + echo + close, bounded in
+	// count and time.
+	var dials, failures atomic.Int64
+	stop := make(chan struct{})
+	streamDone := make(chan struct{})
+	go func() {
+		defer close(streamDone)
+		d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: g.roots, ServerName: "localhost"}, HandshakeTimeout: 5 * time.Second}
+		for range 20000 {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			dials.Add(1)
+			c, _, err := d.Dial("wss://"+g.proxyAddr+"/ws", nil)
+			if err != nil {
+				failures.Add(1)
+				t.Logf("stream dial failed: %v", err)
+				continue
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if err := c.WriteMessage(websocket.TextMessage, []byte("x")); err != nil {
+				failures.Add(1)
+			} else if _, _, err := c.ReadMessage(); err != nil {
+				failures.Add(1)
+			}
+			c.Close()
+		}
+	}()
+	defer func() {
+		select {
+		case <-stop:
+		default:
+			close(stop)
+		}
+		<-streamDone
+	}()
+	waitFor(t, "the stream to get going", func() bool { return dials.Load() > 20 })
+
+	// kill -9 a.
+	killed := time.Now()
+	if err := procs["a"].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a to be marked unhealthy", func() bool { return backendState(t, g, addrOf["a"]).State == "unhealthy" })
+	took := time.Since(killed)
+	// interval × unhealthy_threshold + timeout = 500ms, plus the admin
+	// polling here.
+	t.Logf("a marked unhealthy %v after kill -9 (reason %q)", took, backendState(t, g, addrOf["a"]).HealthReason)
+	if took > 600*time.Millisecond {
+		t.Errorf("a marked unhealthy %v after kill -9, want within 500ms (interval × threshold + timeout)", took)
+	}
+	waitFor(t, "more dials while a is down", func() bool { return dials.Load() > 100 })
+
+	// Restart a on the same address: healthy after healthy_threshold probes.
+	restarted := start(t, backendBin, "-listen", addrOf["a"], "-id", "a2")
+	restarted.waitLine("listening on")
+	up := time.Now()
+	waitFor(t, "a to be healthy again", func() bool { return backendState(t, g, addrOf["a"]).State == "healthy" })
+	t.Logf("a healthy again %v after restart", time.Since(up))
+
+	close(stop)
+	<-streamDone
+	if f := failures.Load(); f != 0 {
+		t.Errorf("%d of %d stream connections failed; want none", f, dials.Load())
+	}
+	t.Logf("stream: %d connections, %d failed", dials.Load(), failures.Load())
+
+	// a is the emptiest (b and c hold 2 each): the next two land on it.
+	waitFor(t, "stream connections to be released", func() bool {
+		for _, id := range []string{"b", "c"} {
+			if backendState(t, g, addrOf[id]).ActiveConnections != 2 {
+				return false
+			}
+		}
+		return backendState(t, g, addrOf["a"]).ActiveConnections == 0
+	})
+	for range 2 {
+		if _, id := g.dial(t, "/ws"); id != "a2" {
+			t.Errorf("next connection went to %s, want a2 (the restarted, emptiest backend)", id)
+		}
+	}
+}
+
+// toggleBackend is an in-process WebSocket echo backend whose /healthz
+// answer can be switched between 200 and 503 while it keeps serving.
+type toggleBackend struct {
+	id       string
+	srv      *httptest.Server
+	failing  atomic.Bool
+	mu       sync.Mutex
+	conns    []*websocket.Conn
+	upgrader websocket.Upgrader
+}
+
+func newToggleBackend(t *testing.T, id string) *toggleBackend {
+	tb := &toggleBackend{id: id, upgrader: websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}}
+	tb.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			if tb.failing.Load() {
+				http.Error(w, "failing", http.StatusServiceUnavailable)
+				return
+			}
+			_, _ = w.Write([]byte("OK"))
+			return
+		}
+		c, err := tb.upgrader.Upgrade(w, r, http.Header{"X-Backend-Id": {id}})
+		if err != nil {
+			return
+		}
+		tb.mu.Lock()
+		tb.conns = append(tb.conns, c)
+		tb.mu.Unlock()
+		for {
+			mt, msg, err := c.ReadMessage()
+			if err != nil {
+				return
+			}
+			if err := c.WriteMessage(mt, msg); err != nil {
+				return
+			}
+		}
+	}))
+	t.Cleanup(func() {
+		tb.mu.Lock()
+		for _, c := range tb.conns {
+			c.Close()
+		}
+		tb.mu.Unlock()
+		tb.srv.Close()
+	})
+	return tb
+}
+
+func (tb *toggleBackend) addr() string { return tb.srv.Listener.Addr().String() }
+
+func TestFailingHealthCheckLeavesRotation(t *testing.T) {
+	one, two := newToggleBackend(t, "one"), newToggleBackend(t, "two")
+	g := startGateWith(t, gateConfig{backends: []string{one.addr(), two.addr()}, health: fastHealth})
+	waitProbed(t, g)
+
+	var onOne []*websocket.Conn
+	for range 4 {
+		c, id := g.dial(t, "/ws")
+		if id == "one" {
+			onOne = append(onOne, c)
+		}
+	}
+	if len(onOne) != 2 {
+		t.Fatalf("%d of 4 connections on one, want 2", len(onOne))
+	}
+
+	one.failing.Store(true)
+	waitFor(t, "one to be marked unhealthy", func() bool { return backendState(t, g, one.addr()).State == "unhealthy" })
+	if r := backendState(t, g, one.addr()).HealthReason; r != "status 503" {
+		t.Errorf("health_reason = %q, want %q", r, "status 503")
+	}
+	for range 6 {
+		if _, id := g.dial(t, "/ws"); id != "two" {
+			t.Errorf("new connection went to %s while one fails its health check, want two", id)
+		}
+	}
+	for i, c := range onOne {
+		echo(t, c, fmt.Sprintf("still here %d", i))
+	}
+
+	one.failing.Store(false)
+	waitFor(t, "one to be healthy again", func() bool { return backendState(t, g, one.addr()).State == "healthy" })
+	if _, id := g.dial(t, "/ws"); id != "one" {
+		t.Errorf("next connection went to %s, want one (the emptiest)", id)
+	}
+}
+
+func TestDrainUndrain(t *testing.T) {
+	_, a := startBackend(t, "a")
+	_, b := startBackend(t, "b")
+	g := startGate(t, []string{a, b}, "")
+
+	var onA []*websocket.Conn
+	for range 4 {
+		c, id := g.dial(t, "/ws")
+		if id == "a" {
+			onA = append(onA, c)
+		}
+	}
+	adminPost(t, g, "/api/backends/drain", a)
+	if st := backendState(t, g, a); st.State != "draining" || st.ActiveConnections != 2 {
+		t.Errorf("after drain: %+v, want draining with its 2 connections", st)
+	}
+	for range 4 {
+		if _, id := g.dial(t, "/ws"); id != "b" {
+			t.Errorf("new connection went to %s while a drains, want b", id)
+		}
+	}
+	for _, c := range onA {
+		echo(t, c, "draining but alive")
+	}
+	adminPost(t, g, "/api/backends/undrain", a)
+	if st := backendState(t, g, a).State; st != "healthy" {
+		t.Errorf("after undrain: state %s, want healthy", st)
+	}
+	if _, id := g.dial(t, "/ws"); id != "a" {
+		t.Errorf("connection after undrain went to %s, want a (the emptiest)", id)
+	}
+}
+
+func TestReload(t *testing.T) {
+	_, a := startBackend(t, "a")
+	_, b := startBackend(t, "b")
+	g := startGateWith(t, gateConfig{backends: []string{a}})
+	c1, _ := g.dial(t, "/ws")
+	c2, _ := g.dial(t, "/ws")
+
+	// Add b.
+	g.writeConfig(t, gateConfig{backends: []string{a, b}})
+	g.signal(syscall.SIGHUP)
+	waitFor(t, "b to appear", func() bool { return len(getBackends(t, g.adminURL)) == 2 })
+	for range 2 {
+		if _, id := g.dial(t, "/ws"); id != "b" {
+			t.Errorf("connection after adding b went to %s, want b (the emptiest)", id)
+		}
+	}
+	echo(t, c1, "untouched by the reload")
+	if !strings.Contains(g.stderr.String(), "generation=2") {
+		t.Errorf("no log line names generation 2:\n%s", g.stderr.String())
+	}
+
+	// A broken file is rejected and changes nothing.
+	g.writeConfig(t, gateConfig{backends: []string{a, b}, extra: "bogus_key: 1\n"})
+	g.signal(syscall.SIGHUP)
+	waitFor(t, "the rejection to be logged", func() bool { return strings.Contains(g.stderr.String(), "reload rejected") })
+	if !strings.Contains(g.stderr.String(), "bogus_key") {
+		t.Errorf("the rejection does not name the bad key:\n%s", g.stderr.String())
+	}
+	if n := len(getBackends(t, g.adminURL)); n != 2 {
+		t.Errorf("backends after a rejected reload = %d, want 2", n)
+	}
+	echo(t, c2, "still fine")
+	c3, _ := g.dial(t, "/ws")
+	echo(t, c3, "new connections too")
+
+	// Remove a: its connections run on; new ones go to b.
+	g.writeConfig(t, gateConfig{backends: []string{b}})
+	g.signal(syscall.SIGHUP)
+	waitFor(t, "a to be removed", func() bool { return len(getBackends(t, g.adminURL)) == 1 })
+	echo(t, c1, "a was removed but this connection lives")
+	for range 3 {
+		if _, id := g.dial(t, "/ws"); id != "b" {
+			t.Errorf("connection after removing a went to %s, want b", id)
+		}
+	}
+}
