@@ -2,6 +2,7 @@ package registry
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -191,5 +192,33 @@ func TestApplyHealthCheck(t *testing.T) {
 	}
 	if pools, _ := s.Pools(); pools[0].Check.Path != "/ready" {
 		t.Errorf("check path after reload = %q, want /ready", pools[0].Check.Path)
+	}
+}
+
+// BenchmarkWriteTxn measures one registry write (a health flip), the cost a
+// per-connection counter would pay if it lived in go-memdb instead of an
+// atomic in the balancer (compare BenchmarkAcquire in balancer).
+func BenchmarkWriteTxn(b *testing.B) {
+	s, err := New()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var backends []BackendSpec
+	for i := range 100 {
+		backends = append(backends, BackendSpec{Address: fmt.Sprintf("127.0.0.1:%d", 9000+i), Weight: 1})
+	}
+	if _, err := s.Apply([]PoolSpec{{Name: "app", Backends: backends}}); err != nil {
+		b.Fatal(err)
+	}
+	id := ID{Pool: "app", Address: "127.0.0.1:9042"}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		h := HealthUp
+		if i%2 == 0 {
+			h = HealthDown
+		}
+		if _, err := s.SetHealth(id, h, "bench"); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -322,6 +322,26 @@ func TestReload(t *testing.T) {
 	c3, _ := g.dial(t, "/ws")
 	echo(t, c3, "new connections too")
 
+	// A new certificate: new handshakes get it, established connections
+	// keep going.
+	oldRoots := g.roots
+	g.certFile, g.keyFile, g.roots = tlsFiles(t, t.TempDir())
+	g.writeConfig(t, gateConfig{backends: []string{a, b}})
+	g.signal(syscall.SIGHUP)
+	waitFor(t, "the new certificate to be served", func() bool {
+		conn, err := tls.Dial("tcp", g.proxyAddr, &tls.Config{RootCAs: g.roots, ServerName: "localhost"})
+		if err != nil {
+			return false
+		}
+		conn.Close()
+		return true
+	})
+	if conn, err := tls.Dial("tcp", g.proxyAddr, &tls.Config{RootCAs: oldRoots, ServerName: "localhost"}); err == nil {
+		conn.Close()
+		t.Error("the old certificate is still served after the reload")
+	}
+	echo(t, c2, "established before the certificate changed")
+
 	// Remove a: its connections run on; new ones go to b.
 	g.writeConfig(t, gateConfig{backends: []string{b}})
 	g.signal(syscall.SIGHUP)
