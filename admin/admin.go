@@ -12,6 +12,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,8 @@ import (
 type Options struct {
 	Store    *registry.Store
 	Balancer *balancer.Balancer
+	// Pprof mounts net/http/pprof's handlers under /debug/pprof/.
+	Pprof bool
 	// Logger nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -48,6 +51,13 @@ func New(opts Options) *Server {
 	s.mux.HandleFunc("POST /api/backends/drain", func(w http.ResponseWriter, r *http.Request) { s.setDraining(w, r, true) })
 	s.mux.HandleFunc("POST /api/backends/undrain", func(w http.ResponseWriter, r *http.Request) { s.setDraining(w, r, false) })
 	s.mux.HandleFunc("GET /{$}", s.dashboard)
+	if opts.Pprof {
+		s.mux.HandleFunc("/debug/pprof/", pprof.Index)
+		s.mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		s.mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		s.mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		s.mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return s
 }
 
@@ -64,10 +74,11 @@ func (s *Server) HTTPServer() *http.Server {
 		Handler:           s,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       time.Minute,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// Long enough for a 30 s CPU profile.
+		WriteTimeout:   60 * time.Second,
+		IdleTimeout:    time.Minute,
+		MaxHeaderBytes: 16 << 10,
+		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 }
 

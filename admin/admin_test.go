@@ -139,3 +139,24 @@ func TestDashboard(t *testing.T) {
 		t.Errorf("GET /nope = %d, want 404", resp.StatusCode)
 	}
 }
+
+func TestPprof(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		store, _ := registry.New()
+		s := New(Options{Store: store, Balancer: balancer.New(store, balancer.Options{}), Pprof: on, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		ts := httptest.NewServer(s)
+		resp, err := http.Get(ts.URL + "/debug/pprof/heap?debug=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		ts.Close()
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusOK
+		}
+		if resp.StatusCode != want {
+			t.Errorf("pprof %v: GET /debug/pprof/heap = %d, want %d", on, resp.StatusCode, want)
+		}
+	}
+}

@@ -64,6 +64,9 @@ type Certificate struct {
 // Admin is the admin listener (JSON API, /healthz, /metrics, dashboard).
 type Admin struct {
 	Listen string
+	// Pprof mounts net/http/pprof under /debug/pprof/ on the admin
+	// listener. Off by default: profiles expose internals.
+	Pprof bool
 }
 
 // Pool is a named set of backends that routes send connections to.

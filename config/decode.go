@@ -13,7 +13,7 @@ var (
 	rootKeys        = []string{"listen", "tls", "admin", "pools", "routes", "shutdown", "limits"}
 	tlsKeys         = []string{"certificates"}
 	certificateKeys = []string{"cert_file", "key_file"}
-	adminKeys       = []string{"listen"}
+	adminKeys       = []string{"listen", "pprof"}
 	poolKeys        = []string{"name", "backends", "health_check"}
 	backendKeys     = []string{"address", "weight"}
 	healthKeys      = []string{"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "expected_status"}
@@ -58,6 +58,9 @@ func (d *decoder) root(n *yaml.Node) *Config {
 		if af, ok := d.fields(v, "admin", "the admin section", adminKeys); ok {
 			if v := af["listen"]; v != nil {
 				c.Admin.Listen = d.listenAddr(v, "admin.listen")
+			}
+			if v := af["pprof"]; v != nil {
+				c.Admin.Pprof, _ = d.boolean(v, "admin.pprof")
 			}
 		}
 	}

@@ -236,6 +236,17 @@ func (d *decoder) str(n *yaml.Node, path, what string) (string, *yaml.Node, bool
 	return "", n, false
 }
 
+// boolean returns the value of boolean scalar n (true or false).
+func (d *decoder) boolean(n *yaml.Node, path string) (bool, bool) {
+	n = d.resolve(n)
+	var v bool
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" || n.Decode(&v) != nil {
+		d.errorf(n, path, "want true or false; got %s", describe(n))
+		return false, false
+	}
+	return v, true
+}
+
 // integer returns the value of integer scalar n, which must be at least lo
 // and, when hi > lo, at most hi.
 func (d *decoder) integer(n *yaml.Node, path string, lo, hi int) (int, bool) {

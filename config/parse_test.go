@@ -147,6 +147,7 @@ func TestParseGood(t *testing.T) {
 				c.Listen = ":8443"
 				c.TLS.Certificates = []Certificate{testCert, testCert}
 				c.Admin.Listen = "[::1]:9999"
+				c.Admin.Pprof = true
 				c.Pools = []Pool{
 					{
 						Name: "chat",

@@ -9,7 +9,8 @@
 //
 //	client ──TLS──▶ http.Server ──▶ Handler.ServeHTTP
 //	    route → validate upgrade → balancer.Acquire → dial → forward upgrade
-//	    → backend 101 → hijack → tunnel (two copiers) → close both, Release
+//	    → backend 101 → hijack → tunnel: two copier goroutines; ServeHTTP
+//	    returns → the copier that ends second closes both sides, Release
 //
 // The tunnel holds no copy buffer while a connection is idle: each copier
 // waits for its source to become readable (epoll, through the socket's

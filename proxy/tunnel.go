@@ -47,7 +47,7 @@ type tunnel struct {
 	h          *Handler
 	pool       string
 	remoteAddr string
-	start      time.Time
+	begun      time.Time
 	lease      balancer.Lease
 
 	client, backend net.Conn
@@ -75,47 +75,31 @@ func (t *tunnel) attach(client, backend net.Conn) {
 	t.down = newCopier(t, backend, client, false)
 }
 
-// run relays bytes both ways until both directions have ended, then
-// closes both connections and releases the lease. It runs on the handler's
-// goroutine, which copies client→backend; one more goroutine copies
-// backend→client.
-func (t *tunnel) run() {
+// start registers the tunnel and starts its two copiers; it returns at
+// once, so the net/http goroutine that served the upgrade ends and its
+// request, buffers and (handshake-grown) stack are freed. The copier that
+// ends second closes both connections, releases the lease and logs.
+func (t *tunnel) start() {
 	t.h.conns.add(t)
-	downDone := make(chan error, 1)
-	go t.down.run(downDone)
-	upErr := t.up.copy()
-	t.directionEnded(t.up, upErr)
-	downErr := <-downDone
-
-	t.close()
-	t.lease.Release()
-	t.h.conns.remove(t)
-	t.h.log.Debug("tunnel closed",
-		slog.String(keyPool, t.pool),
-		slog.String(keyBackend, t.lease.Address),
-		slog.String(keyRemoteAddr, t.remoteAddr),
-		slog.Duration(keyDuration, time.Since(t.start)),
-		slog.Int64(keyBytesUp, t.up.n.Load()),
-		slog.Int64(keyBytesDown, t.down.n.Load()),
-		slog.Bool("going_away", t.stopping.Load()),
-		slog.Any("up_err", quiet(upErr)),
-		slog.Any("down_err", quiet(downErr)))
+	go t.up.run()
+	go t.down.run()
 }
 
 // directionEnded is called by each copier when it ends. For the first to
 // end: a clean EOF is passed on as a half-close and the other direction
 // gets the linger time to finish; the end of a going-away handshake waits
 // for the other direction's (bounded by the drain deadline); anything else
-// closes both at once. The second to end closes both.
+// closes both at once. The second to end finishes the tunnel.
 func (t *tunnel) directionEnded(c *copier, err error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	c.err = err
 	t.ended++
 	if t.ended == 2 {
 		if t.linger != nil {
 			t.linger.Stop()
 		}
-		t.close()
+		t.finish()
 		return
 	}
 	switch {
@@ -126,6 +110,24 @@ func (t *tunnel) directionEnded(c *copier, err error) {
 		return
 	}
 	t.close()
+}
+
+// finish closes both connections, releases the lease, unregisters the
+// tunnel and logs its end. Called once, with t.mu held.
+func (t *tunnel) finish() {
+	t.close()
+	t.lease.Release()
+	t.h.conns.remove(t)
+	t.h.log.Debug("tunnel closed",
+		slog.String(keyPool, t.pool),
+		slog.String(keyBackend, t.lease.Address),
+		slog.String(keyRemoteAddr, t.remoteAddr),
+		slog.Duration(keyDuration, time.Since(t.begun)),
+		slog.Int64(keyBytesUp, t.up.n.Load()),
+		slog.Int64(keyBytesDown, t.down.n.Load()),
+		slog.Bool("going_away", t.stopping.Load()),
+		slog.Any("up_err", quiet(t.up.err)),
+		slog.Any("down_err", quiet(t.down.err)))
 }
 
 // goAway starts the going-away handshake: each copier, at its next frame
@@ -191,6 +193,7 @@ type copier struct {
 	toServer bool // dst is the backend: frames written to it are masked
 	n        atomic.Int64
 	tr       frameTracker
+	err      error // why copy ended; guarded by t.mu
 
 	// raw is src's socket, for waiting until it is readable; nil when src
 	// is not a socket (then reads block holding a buffer).
@@ -225,10 +228,8 @@ func (c *copier) relayed(p []byte) {
 
 // run is copy on its own goroutine: its name in stack dumps says which
 // goroutine this is.
-func (c *copier) run(done chan<- error) {
-	err := c.copy()
-	c.t.directionEnded(c, err)
-	done <- err
+func (c *copier) run() {
+	c.t.directionEnded(c, c.copy())
 }
 
 // copy relays src to dst until an error or EOF, which it returns.

@@ -106,7 +106,7 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route
 		return
 	}
 
-	t := &tunnel{h: h, pool: rt.Pool, remoteAddr: r.RemoteAddr, start: time.Now()}
+	t := &tunnel{h: h, pool: rt.Pool, remoteAddr: r.RemoteAddr, begun: time.Now()}
 	var (
 		tried   []string
 		lastErr error
@@ -321,7 +321,7 @@ func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tun
 		h.log.Debug("tunnel setup", slog.Any(keyErr, err), slog.String(keyRemoteAddr, r.RemoteAddr))
 		return
 	}
-	t.run()
+	t.start()
 }
 
 // flushBuffered writes bytes the backend sent after its 101 (read into br

@@ -67,7 +67,7 @@ func newGateway(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) (
 		HeaderTimeout:  cfg.Limits.HeaderTimeout,
 		Logger:         log,
 	})
-	g.admin = admin.New(admin.Options{Store: g.store, Balancer: g.bal, Logger: log})
+	g.admin = admin.New(admin.Options{Store: g.store, Balancer: g.bal, Pprof: cfg.Admin.Pprof, Logger: log})
 
 	if g.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen (TLS): %w", err)
