@@ -8,13 +8,19 @@ import (
 
 // conns is the registry of established tunnels, so that shutdown can reach
 // connections that net/http no longer tracks once hijacked.
+//
+// It counts tunnels with a map and a channel instead of a WaitGroup: a
+// tunnel may be added (an upgrade finishing) while shutdown already waits,
+// which WaitGroup forbids.
 type conns struct {
 	mu       sync.Mutex
-	m        map[*tunnel]struct{}
-	stopping bool      // guarded by mu
-	deadline time.Time // of the shutdown in progress; guarded by mu
-	wg       sync.WaitGroup
+	m        map[*tunnel]struct{} // guarded by mu
+	stopping bool                 // guarded by mu
+	deadline time.Time            // of the shutdown in progress; guarded by mu
+	empty    chan struct{}        // closed when m becomes empty; guarded by mu
 }
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
 // add registers t. During a shutdown t starts going away at once.
 func (cs *conns) add(t *tunnel) {
@@ -24,7 +30,6 @@ func (cs *conns) add(t *tunnel) {
 		cs.m = make(map[*tunnel]struct{})
 	}
 	cs.m[t] = struct{}{}
-	cs.wg.Add(1)
 	if cs.stopping {
 		t.goAway(cs.deadline)
 	}
@@ -33,10 +38,24 @@ func (cs *conns) add(t *tunnel) {
 func (cs *conns) remove(t *tunnel) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
-	if _, ok := cs.m[t]; ok {
-		delete(cs.m, t)
-		cs.wg.Done()
+	delete(cs.m, t)
+	if len(cs.m) == 0 && cs.empty != nil {
+		close(cs.empty)
+		cs.empty = nil
 	}
+}
+
+// emptied returns a channel that is closed once no tunnel is left.
+func (cs *conns) emptied() <-chan struct{} {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if len(cs.m) == 0 {
+		return closedChan
+	}
+	if cs.empty == nil {
+		cs.empty = make(chan struct{})
+	}
+	return cs.empty
 }
 
 func (cs *conns) len() int {
@@ -58,13 +77,8 @@ func (cs *conns) goAway(deadline time.Time) {
 
 // wait waits until every tunnel has ended or ctx is done.
 func (cs *conns) wait(ctx context.Context) error {
-	done := make(chan struct{})
-	go func() {
-		cs.wg.Wait()
-		close(done)
-	}()
 	select {
-	case <-done:
+	case <-cs.emptied():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -83,5 +97,5 @@ func (cs *conns) closeAll() {
 	for _, t := range ts {
 		t.close()
 	}
-	cs.wg.Wait()
+	<-cs.emptied()
 }
