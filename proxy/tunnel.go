@@ -75,12 +75,12 @@ func (t *tunnel) attach(client, backend net.Conn) {
 	t.down = newCopier(t, backend, client, false)
 }
 
-// start registers the tunnel and starts its two copiers; it returns at
-// once, so the net/http goroutine that served the upgrade ends and its
-// request, buffers and (handshake-grown) stack are freed. The copier that
-// ends second closes both connections, releases the lease and logs.
+// start starts the tunnel's two copiers; it returns at once, so the
+// net/http goroutine that served the upgrade ends and its request,
+// buffers and (handshake-grown) stack are freed. The copier that ends
+// second closes both connections, releases the lease, unregisters the
+// tunnel and logs. The tunnel must have been registered (conns.add).
 func (t *tunnel) start() {
-	t.h.conns.add(t)
 	go t.up.run()
 	go t.down.run()
 }

@@ -295,6 +295,9 @@ func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tun
 	}
 	_ = clientConn.SetDeadline(time.Time{})
 	t.attach(clientConn, backendConn)
+	// Registered before the client sees the 101, so a shutdown that starts
+	// from here on reaches this tunnel.
+	h.conns.add(t)
 
 	// The 101, then whatever the backend sent right after it.
 	bw := brw.Writer
@@ -315,9 +318,9 @@ func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tun
 		err = forwardBuffered(backendConn, brw.Reader, t.up)
 	}
 	if err != nil {
+		t.close()
 		t.lease.Release()
-		_ = clientConn.Close()
-		_ = backendConn.Close()
+		h.conns.remove(t)
 		h.log.Debug("tunnel setup", slog.Any(keyErr, err), slog.String(keyRemoteAddr, r.RemoteAddr))
 		return
 	}

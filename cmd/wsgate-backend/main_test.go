@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -13,13 +12,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
+
+	"github.com/wsgate/wsgate/internal/proctest"
 )
 
 // binary is the wsgate-backend executable built once by TestMain.
@@ -36,11 +36,12 @@ func testMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "wsgate-backend")
-	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+	bins, err := proctest.Build(dir, ".")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	binary = bins[0]
 	code := m.Run()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
@@ -54,94 +55,22 @@ func testMain(m *testing.M) int {
 // ioTimeout bounds every wait in these tests.
 const ioTimeout = 10 * time.Second
 
-// syncBuffer is a bytes.Buffer safe to read while exec copies into it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // process is a running wsgate-backend.
 type process struct {
-	cmd    *exec.Cmd
-	addr   string // as printed on "listening on ADDR"
-	stderr syncBuffer
-	exited chan struct{} // closed once Wait returned
-	err    error         // Wait's result, valid once exited is closed
+	*proctest.Proc
+	addr string // as printed on "listening on ADDR"
 }
 
 // startProcess runs wsgate-backend with args and waits for its
 // "listening on ADDR" line. The test's cleanup kills it if still running.
 func startProcess(t *testing.T, args ...string) *process {
 	t.Helper()
-	p := &process{cmd: exec.Command(binary, args...), exited: make(chan struct{})}
-	p.cmd.Stderr = &p.stderr
-	stdout, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	lines := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			select {
-			case lines <- sc.Text():
-			default:
-			}
-		}
-		io.Copy(io.Discard, stdout) // reads must end before Wait
-		p.err = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.exited:
-		default:
-			p.cmd.Process.Kill()
-			<-p.exited
-		}
-	})
-
-	select {
-	case line := <-lines:
-		addr, ok := strings.CutPrefix(line, "listening on ")
-		if !ok {
-			t.Fatalf("first stdout line = %q, want \"listening on ADDR\"", line)
-		}
-		p.addr = addr
-	case <-p.exited:
-		t.Fatalf("wsgate-backend exited before listening: %v\nstderr:\n%s", p.err, p.stderr.String())
-	case <-time.After(ioTimeout):
-		t.Fatalf("no \"listening on\" line within %s\nstderr:\n%s", ioTimeout, p.stderr.String())
-	}
+	p := &process{Proc: proctest.Start(t, binary, args...)}
+	p.addr = p.WaitLine("listening on ")
 	return p
 }
 
-// wait waits for the process to exit and returns its exit code.
-func (p *process) wait(t *testing.T, limit time.Duration) int {
-	t.Helper()
-	select {
-	case <-p.exited:
-	case <-time.After(limit):
-		t.Fatalf("wsgate-backend still running %s after the signal\nstderr:\n%s", limit, p.stderr.String())
-	}
-	return exitCode(t, p.err)
-}
-
+// exitCode maps a finished command's error to its exit code.
 func exitCode(t *testing.T, err error) int {
 	t.Helper()
 	var ee *exec.ExitError
@@ -200,7 +129,7 @@ func TestSignalDrains(t *testing.T) {
 				clients = append(clients, c)
 			}
 
-			if err := p.cmd.Process.Signal(tc.sig); err != nil {
+			if err := p.Cmd.Process.Signal(tc.sig); err != nil {
 				t.Fatal(err)
 			}
 			for i, c := range clients {
@@ -210,8 +139,8 @@ func TestSignalDrains(t *testing.T) {
 					t.Errorf("client %d: ReadMessage() after %s = %v, want close %d", i, tc.name, err, websocket.CloseGoingAway)
 				}
 			}
-			if code := p.wait(t, ioTimeout); code != 0 {
-				t.Errorf("exit code = %d, want 0\nstderr:\n%s", code, p.stderr.String())
+			if code := p.Exit(ioTimeout); code != 0 {
+				t.Errorf("exit code = %d, want 0\nstderr:\n%s", code, p.Stderr.String())
 			}
 		})
 	}
@@ -255,11 +184,11 @@ func TestUnixSocketListen(t *testing.T) {
 		t.Errorf("GET /healthz = %d %q, want 200 \"OK\"", resp.StatusCode, body)
 	}
 
-	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := p.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	if code := p.wait(t, ioTimeout); code != 0 {
-		t.Errorf("exit code = %d, want 0\nstderr:\n%s", code, p.stderr.String())
+	if code := p.Exit(ioTimeout); code != 0 {
+		t.Errorf("exit code = %d, want 0\nstderr:\n%s", code, p.Stderr.String())
 	}
 	if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("socket file after exit: Lstat() = %v, want it removed", err)

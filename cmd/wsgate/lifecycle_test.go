@@ -122,7 +122,7 @@ func TestKillBackendUnderLoad(t *testing.T) {
 
 	// kill -9 a.
 	killed := time.Now()
-	if err := procs["a"].cmd.Process.Signal(syscall.SIGKILL); err != nil {
+	if err := procs["a"].Cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "a to be marked unhealthy", func() bool { return backendState(t, g, addrOf["a"]).State == "unhealthy" })
@@ -137,7 +137,7 @@ func TestKillBackendUnderLoad(t *testing.T) {
 
 	// Restart a on the same address: healthy after healthy_threshold probes.
 	restarted := start(t, backendBin, "-listen", addrOf["a"], "-id", "a2")
-	restarted.waitLine("listening on")
+	restarted.WaitLine("listening on")
 	up := time.Now()
 	waitFor(t, "a to be healthy again", func() bool { return backendState(t, g, addrOf["a"]).State == "healthy" })
 	t.Logf("a healthy again %v after restart", time.Since(up))
@@ -296,7 +296,7 @@ func TestReload(t *testing.T) {
 
 	// Add b.
 	g.writeConfig(t, gateConfig{backends: []string{a, b}})
-	g.signal(syscall.SIGHUP)
+	g.Signal(syscall.SIGHUP)
 	waitFor(t, "b to appear", func() bool { return len(getBackends(t, g.adminURL)) == 2 })
 	for range 2 {
 		if _, id := g.dial(t, "/ws"); id != "b" {
@@ -304,16 +304,16 @@ func TestReload(t *testing.T) {
 		}
 	}
 	echo(t, c1, "untouched by the reload")
-	if !strings.Contains(g.stderr.String(), "generation=2") {
-		t.Errorf("no log line names generation 2:\n%s", g.stderr.String())
+	if !strings.Contains(g.Stderr.String(), "generation=2") {
+		t.Errorf("no log line names generation 2:\n%s", g.Stderr.String())
 	}
 
 	// A broken file is rejected and changes nothing.
 	g.writeConfig(t, gateConfig{backends: []string{a, b}, extra: "bogus_key: 1\n"})
-	g.signal(syscall.SIGHUP)
-	waitFor(t, "the rejection to be logged", func() bool { return strings.Contains(g.stderr.String(), "reload rejected") })
-	if !strings.Contains(g.stderr.String(), "bogus_key") {
-		t.Errorf("the rejection does not name the bad key:\n%s", g.stderr.String())
+	g.Signal(syscall.SIGHUP)
+	waitFor(t, "the rejection to be logged", func() bool { return strings.Contains(g.Stderr.String(), "reload rejected") })
+	if !strings.Contains(g.Stderr.String(), "bogus_key") {
+		t.Errorf("the rejection does not name the bad key:\n%s", g.Stderr.String())
 	}
 	if n := len(getBackends(t, g.adminURL)); n != 2 {
 		t.Errorf("backends after a rejected reload = %d, want 2", n)
@@ -327,7 +327,7 @@ func TestReload(t *testing.T) {
 	oldRoots := g.roots
 	g.certFile, g.keyFile, g.roots = tlsFiles(t, t.TempDir())
 	g.writeConfig(t, gateConfig{backends: []string{a, b}})
-	g.signal(syscall.SIGHUP)
+	g.Signal(syscall.SIGHUP)
 	waitFor(t, "the new certificate to be served", func() bool {
 		conn, err := tls.Dial("tcp", g.proxyAddr, &tls.Config{RootCAs: g.roots, ServerName: "localhost"})
 		if err != nil {
@@ -344,7 +344,7 @@ func TestReload(t *testing.T) {
 
 	// Remove a: its connections run on; new ones go to b.
 	g.writeConfig(t, gateConfig{backends: []string{b}})
-	g.signal(syscall.SIGHUP)
+	g.Signal(syscall.SIGHUP)
 	waitFor(t, "a to be removed", func() bool { return len(getBackends(t, g.adminURL)) == 1 })
 	echo(t, c1, "a was removed but this connection lives")
 	for range 3 {

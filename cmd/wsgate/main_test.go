@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -14,13 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsgate/wsgate/internal/proctest"
 	wstls "github.com/wsgate/wsgate/tls"
 )
 
@@ -36,133 +35,30 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	wsgateBin = filepath.Join(dir, "wsgate")
-	backendBin = filepath.Join(dir, "wsgate-backend")
-	for bin, pkg := range map[string]string{wsgateBin: ".", backendBin: "../wsgate-backend"} {
-		out, err := exec.Command("go", "build", "-race", "-o", bin, pkg).CombinedOutput()
-		if err != nil {
-			// Without the race runtime (cgo off), build without it.
-			out, err = exec.Command("go", "build", "-o", bin, pkg).CombinedOutput()
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "go build %s: %v\n%s", pkg, err, out)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
+	bins, err := proctest.Build(dir, ".", "../wsgate-backend")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
 	}
+	wsgateBin, backendBin = bins[0], bins[1]
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
 
-// proc is a started binary whose stdout lines can be awaited.
-type proc struct {
-	t      *testing.T
-	cmd    *exec.Cmd
-	lines  chan string
-	stderr *syncBuffer
-	done   chan struct{}
-	err    error // valid after done
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// proc is a started binary (see proctest.Proc).
+type proc = proctest.Proc
 
 func start(t *testing.T, bin string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, cmd: exec.Command(bin, args...), lines: make(chan string, 100), stderr: &syncBuffer{}, done: make(chan struct{})}
-	// The race runtime otherwise sleeps a second at exit; a race still
-	// makes the process exit 66, which the exit-code checks catch.
-	p.cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
-	p.cmd.Stderr = p.stderr
-	out, err := p.cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			select {
-			case p.lines <- sc.Text():
-			default: // nobody is reading; drop
-			}
-		}
-		p.err = p.cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s stderr:\n%s", filepath.Base(bin), p.stderr.String())
-		}
-	})
-	return p
-}
-
-// waitLine returns the rest of the first stdout line that starts with
-// prefix.
-func (p *proc) waitLine(prefix string) string {
-	p.t.Helper()
-	timeout := time.After(20 * time.Second)
-	for {
-		select {
-		case l := <-p.lines:
-			if rest, ok := strings.CutPrefix(strings.TrimSpace(l), prefix); ok {
-				return strings.TrimSpace(rest)
-			}
-		case <-p.done:
-			p.t.Fatalf("%s exited (%v) before printing %q; stderr:\n%s", p.cmd.Path, p.err, prefix, p.stderr.String())
-		case <-timeout:
-			p.t.Fatalf("%s did not print %q in time", p.cmd.Path, prefix)
-		}
-	}
-}
-
-// exit waits for the process to end within d and returns its exit code.
-func (p *proc) exit(d time.Duration) int {
-	p.t.Helper()
-	select {
-	case <-p.done:
-		return p.cmd.ProcessState.ExitCode()
-	case <-time.After(d):
-		p.t.Fatalf("%s still running %v after it was asked to stop", p.cmd.Path, d)
-		return -1
-	}
-}
-
-func (p *proc) signal(sig os.Signal) {
-	p.t.Helper()
-	if err := p.cmd.Process.Signal(sig); err != nil {
-		p.t.Fatal(err)
-	}
+	return proctest.Start(t, bin, args...)
 }
 
 // startBackend runs a reference backend process and returns its address.
 func startBackend(t *testing.T, id string) (*proc, string) {
 	p := start(t, backendBin, "-listen", "127.0.0.1:0", "-id", id, "-drain-timeout", "2s")
-	return p, p.waitLine("listening on")
+	return p, p.WaitLine("listening on")
 }
 
 // tlsFiles writes a self-signed certificate for localhost and returns the
@@ -229,8 +125,8 @@ func startGateWith(t *testing.T, gc gateConfig) *gate {
 	g.certFile, g.keyFile, g.roots = tlsFiles(t, dir)
 	g.writeConfig(t, gc)
 	g.proc = start(t, wsgateBin, "run", "-config", g.path)
-	g.proxyAddr = strings.TrimPrefix(g.waitLine("wsgate: proxy listening on"), "https://")
-	g.adminURL = g.waitLine("wsgate: admin listening on")
+	g.proxyAddr = strings.TrimPrefix(g.WaitLine("wsgate: proxy listening on"), "https://")
+	g.adminURL = g.WaitLine("wsgate: admin listening on")
 	return g
 }
 
@@ -380,7 +276,7 @@ func TestRunBalancesAndStops(t *testing.T) {
 		}
 	}
 	start := time.Now()
-	g.signal(syscall.SIGTERM)
+	g.Signal(syscall.SIGTERM)
 	// /healthz turns 503 at once, and the admin listener stays up while
 	// the drain lasts.
 	waitFor(t, "admin /healthz to turn 503", func() bool {
@@ -397,7 +293,7 @@ func TestRunBalancesAndStops(t *testing.T) {
 		}
 	}
 	// Within drain_timeout (3s), plus a little to exit.
-	if code := g.exit(3500 * time.Millisecond); code != 0 {
+	if code := g.Exit(3500 * time.Millisecond); code != 0 {
 		t.Errorf("wsgate exit code after SIGTERM = %d, want 0", code)
 	}
 	took := time.Since(start)
@@ -431,13 +327,13 @@ func TestBackendShutdownReachesClients(t *testing.T) {
 			onOne = append(onOne, c)
 		}
 	}
-	b1.signal(syscall.SIGTERM)
+	b1.Signal(syscall.SIGTERM)
 	for i, c := range onOne {
 		if code := closeCode(t, c); code != websocket.CloseGoingAway {
 			t.Errorf("client %d close code = %d, want 1001 sent by the backend", i, code)
 		}
 	}
-	if code := b1.exit(5 * time.Second); code != 0 {
+	if code := b1.Exit(5 * time.Second); code != 0 {
 		t.Errorf("backend exit code = %d, want 0", code)
 	}
 	// Reconnecting lands on the other backend (the first refuses, and is
@@ -453,9 +349,9 @@ func TestBackendShutdownReachesClients(t *testing.T) {
 
 func TestDemo(t *testing.T) {
 	p := start(t, wsgateBin, "demo", "-listen", "127.0.0.1:0", "-admin", "127.0.0.1:0")
-	echoURL := p.waitLine("echo")
-	chatURL := p.waitLine("chat")
-	adminURL := p.waitLine("dashboard")
+	echoURL := p.WaitLine("echo")
+	chatURL := p.WaitLine("chat")
+	adminURL := p.WaitLine("dashboard")
 	addr := strings.TrimPrefix(strings.TrimSuffix(echoURL, "/ws"), "wss://")
 
 	c, id := dialWSS(t, addr, "/ws", nil)
@@ -486,8 +382,8 @@ func TestDemo(t *testing.T) {
 		t.Errorf("demo echo backends = %d, want 3", echoBackends)
 	}
 
-	p.signal(syscall.SIGTERM)
-	if code := p.exit(8 * time.Second); code != 0 {
+	p.Signal(syscall.SIGTERM)
+	if code := p.Exit(8 * time.Second); code != 0 {
 		t.Errorf("demo exit code = %d, want 0", code)
 	}
 }

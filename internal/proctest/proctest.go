@@ -1,0 +1,165 @@
+// Package proctest runs the project's binaries as real processes in
+// end-to-end tests: build once in TestMain, start with arguments, wait for
+// a line on stdout, send signals, collect the exit code and stderr.
+package proctest
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// Build compiles each package (a path relative to the caller's package
+// directory, e.g. "." or "../wsgate-backend") into dir, with the race
+// detector when the C toolchain allows it, and returns the binaries' paths
+// in the same order.
+func Build(dir string, pkgs ...string) ([]string, error) {
+	bins := make([]string, len(pkgs))
+	for i, pkg := range pkgs {
+		name := filepath.Base(pkg)
+		if pkg == "." {
+			wd, err := os.Getwd()
+			if err != nil {
+				return nil, err
+			}
+			name = filepath.Base(wd)
+		}
+		bins[i] = filepath.Join(dir, name)
+		out, err := exec.Command("go", "build", "-race", "-o", bins[i], pkg).CombinedOutput()
+		if err != nil {
+			// Without cgo there is no race runtime: build without it.
+			out, err = exec.Command("go", "build", "-o", bins[i], pkg).CombinedOutput()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+		}
+	}
+	return bins, nil
+}
+
+// SyncBuffer is a bytes.Buffer safe to read while a process writes to it.
+type SyncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *SyncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *SyncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Proc is a started process.
+type Proc struct {
+	t      testing.TB
+	Cmd    *exec.Cmd
+	Stderr *SyncBuffer
+	lines  chan string
+	done   chan struct{}
+	err    error // Wait's result, valid once done is closed
+}
+
+// lineTimeout bounds WaitLine.
+const lineTimeout = 20 * time.Second
+
+// Start runs bin with args. The test's cleanup kills it if it still runs,
+// and prints its stderr if the test failed.
+func Start(t testing.TB, bin string, args ...string) *Proc {
+	t.Helper()
+	p := &Proc{t: t, Cmd: exec.Command(bin, args...), Stderr: &SyncBuffer{}, lines: make(chan string, 100), done: make(chan struct{})}
+	// The race runtime otherwise sleeps a second at exit; a race still
+	// makes the process exit 66, which exit-code checks catch.
+	p.Cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	p.Cmd.Stderr = p.Stderr
+	out, err := p.Cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			select {
+			case p.lines <- sc.Text():
+			default: // nobody is reading: drop
+			}
+		}
+		p.err = p.Cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = p.Cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", filepath.Base(bin), p.Stderr.String())
+		}
+	})
+	return p
+}
+
+// WaitLine returns the rest of the first stdout line that starts with
+// prefix (leading and trailing spaces ignored).
+func (p *Proc) WaitLine(prefix string) string {
+	p.t.Helper()
+	timeout := time.After(lineTimeout)
+	for {
+		select {
+		case l := <-p.lines:
+			if rest, ok := strings.CutPrefix(strings.TrimSpace(l), prefix); ok {
+				return strings.TrimSpace(rest)
+			}
+		case <-p.done:
+			p.t.Fatalf("%s exited (%v) before printing %q; stderr:\n%s", p.Cmd.Path, p.err, prefix, p.Stderr.String())
+		case <-timeout:
+			p.t.Fatalf("%s did not print %q within %v", p.Cmd.Path, prefix, lineTimeout)
+		}
+	}
+}
+
+// Signal sends sig to the process.
+func (p *Proc) Signal(sig os.Signal) {
+	p.t.Helper()
+	if err := p.Cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+// Exit waits up to d for the process to end and returns its exit code.
+func (p *Proc) Exit(d time.Duration) int {
+	p.t.Helper()
+	select {
+	case <-p.done:
+	case <-time.After(d):
+		p.t.Fatalf("%s still running %v after it was asked to stop; stderr:\n%s", p.Cmd.Path, d, p.Stderr.String())
+	}
+	var ee *exec.ExitError
+	switch {
+	case p.err == nil:
+		return 0
+	case errors.As(p.err, &ee):
+		return ee.ExitCode()
+	default:
+		p.t.Fatalf("%s: %v", p.Cmd.Path, p.err)
+		return -1
+	}
+}
