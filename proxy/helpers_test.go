@@ -190,7 +190,7 @@ type backendSpec struct {
 	weight int
 }
 
-func startProxy(t *testing.T, opts Options, backends ...backendSpec) *testProxy {
+func startProxy(t testing.TB, opts Options, backends ...backendSpec) *testProxy {
 	t.Helper()
 	store, err := registry.New()
 	if err != nil {
@@ -240,7 +240,7 @@ func startProxy(t *testing.T, opts Options, backends ...backendSpec) *testProxy 
 	}
 	srv := h.Server()
 	srvDone := make(chan struct{})
-	go func() { defer close(srvDone); _ = srv.Serve(tls.NewListener(ln, prov.TLSConfig())) }()
+	go func() { defer close(srvDone); _ = srv.Serve(tls.NewListener(NewListener(ln), prov.TLSConfig())) }()
 	t.Cleanup(func() {
 		_ = srv.Close()
 		<-srvDone

@@ -9,23 +9,17 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/wsgate/wsgate/balancer"
 )
 
 const (
-	// bufSize is the copy buffer borrowed while data flows. 32 KiB holds
-	// two full TLS records.
-	bufSize = 32 << 10
 	// defaultHalfCloseLinger bounds how long one direction may stay open
 	// after the other ended cleanly and was passed on as a half-close: the
 	// time a peer gets to finish its side (normally it closes at once).
 	defaultHalfCloseLinger = 3 * time.Second
 )
-
-var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
 
 // aLongTimeAgo is a deadline in the past, for a read that must not block.
 var aLongTimeAgo = time.Unix(1, 0)
@@ -184,7 +178,7 @@ func quiet(err error) error {
 
 // copier copies one direction of a tunnel. It is the only reader of src and
 // the only writer of dst. It holds a pooled buffer only while data flows:
-// between bursts it waits for src to become readable without one. Its frame
+// between bursts it waits for src without one (see rawio.go). Its frame
 // tracker follows the frames that pass, so that at shutdown a close frame
 // can be put between two of them.
 type copier struct {
@@ -195,26 +189,18 @@ type copier struct {
 	tr       frameTracker
 	err      error // why copy ended; guarded by t.mu
 
-	// raw is src's socket, for waiting until it is readable; nil when src
-	// is not a socket (then reads block holding a buffer).
-	raw    syscall.RawConn
-	isTLS  bool
-	peek   [1]byte
-	peekFn func(fd uintptr) bool
+	// How src is read: a plain socket through sock, TLS over a recordConn
+	// through rc, or else a blocking Read that holds its buffer.
+	sock *sockReader
+	rc   *recordConn
 }
 
 func newCopier(t *tunnel, src, dst net.Conn, toServer bool) *copier {
 	c := &copier{t: t, src: src, dst: dst, toServer: toServer}
-	sock := src
-	if tc, ok := src.(*tls.Conn); ok {
-		c.isTLS = true
-		sock = tc.NetConn()
-	}
-	if sc, ok := sock.(syscall.Conn); ok {
-		if raw, err := sc.SyscallConn(); err == nil {
-			c.raw = raw
-			c.peekFn = c.peekReadable
-		}
+	if _, isTLS := src.(*tls.Conn); isTLS {
+		c.rc = recordConnOf(src)
+	} else {
+		c.sock = newSockReader(src)
 	}
 	return c
 }
@@ -232,40 +218,43 @@ func (c *copier) run() {
 	c.t.directionEnded(c, c.copy())
 }
 
+// next waits for the next bytes from src and returns them in a pooled
+// buffer (nil when n is 0), or the error that ended src.
+func (c *copier) next() (*[]byte, int, error) {
+	switch {
+	case c.sock != nil:
+		return c.sock.next()
+	case c.rc != nil:
+		// Wait for socket data holding no plaintext buffer. A record that
+		// is only partly here is read to its end by tls.Conn.Read below.
+		if err := c.rc.fill(); err != nil {
+			return nil, 0, err
+		}
+	}
+	bp := getBuf()
+	n, err := c.src.Read(*bp)
+	if n == 0 {
+		putBuf(bp)
+		bp = nil
+	}
+	return bp, n, err
+}
+
 // copy relays src to dst until an error or EOF, which it returns.
 func (c *copier) copy() error {
-	var bp *[]byte
-	defer func() {
-		if bp != nil {
-			bufPool.Put(bp)
-		}
-	}()
 	for {
 		if c.t.stopping.Load() {
-			if bp == nil {
-				bp = bufPool.Get().(*[]byte)
-			}
-			return c.goAway(*bp, nil)
+			return c.goAway(nil, nil)
 		}
-		if bp == nil {
-			if c.raw != nil {
-				if err := c.waitReadable(); err != nil {
-					if c.wokenForShutdown(err) {
-						continue
-					}
-					return err
-				}
-			}
-			bp = bufPool.Get().(*[]byte)
-		}
-		buf := *bp
-		n, err := c.src.Read(buf)
+		bp, n, err := c.next()
 		if n > 0 {
 			if c.t.stopping.Load() {
-				return c.goAway(buf, buf[:n])
+				return c.goAway(bp, (*bp)[:n])
 			}
-			if err := c.write(buf[:n]); err != nil {
-				return err
+			werr := c.write((*bp)[:n])
+			putBuf(bp)
+			if werr != nil {
+				return werr
 			}
 		}
 		if err != nil {
@@ -274,22 +263,6 @@ func (c *copier) copy() error {
 			}
 			return err
 		}
-		if c.raw == nil || n == len(buf) {
-			continue // more is probably waiting: keep the buffer
-		}
-		if c.isTLS {
-			// crypto/tls may already hold the next records it read from
-			// the socket; ask without blocking before waiting on the socket.
-			more, err := c.readNoWait(buf)
-			if err != nil {
-				return err
-			}
-			if more {
-				continue
-			}
-		}
-		bufPool.Put(bp)
-		bp = nil
 	}
 }
 
@@ -317,41 +290,31 @@ func (c *copier) wokenForShutdown(err error) bool {
 	return c.t.stopping.Load() && errors.Is(err, os.ErrDeadlineExceeded)
 }
 
-// readNoWait relays what a TLS source can deliver without touching the
-// socket, and reports whether it delivered anything.
-func (c *copier) readNoWait(buf []byte) (bool, error) {
-	_ = c.src.SetReadDeadline(aLongTimeAgo)
-	n, err := c.src.Read(buf)
-	// goAway sets stopping before it expires the deadline, so either this
-	// reset comes first and goAway's deadline wakes the next wait, or
-	// stopping is already visible at the top of copy's loop.
-	_ = c.src.SetReadDeadline(time.Time{})
-	if n > 0 {
-		// Relayed even when stopping: the tracker then knows where the
-		// next boundary is, and copy's loop hands over to goAway.
-		if err := c.write(buf[:n]); err != nil {
-			return false, err
-		}
-	}
-	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		return false, err
-	}
-	return n > 0, nil
-}
-
 // goAway finishes this direction at shutdown. It relays the rest of the
-// frame in flight (pending holds bytes read but not yet relayed), sends
-// dst a close frame with code 1001 unless src already sent dst one, then
-// reads and discards src's frames until src's own close frame arrives (the
-// answer to the close the other direction sent), all before the drain
-// deadline.
-func (c *copier) goAway(buf, pending []byte) error {
-	deadline := time.Unix(0, c.t.drainDeadline.Load())
-	_ = c.src.SetReadDeadline(deadline)
+// frame in flight (pending, in the pooled buffer bp, holds bytes read but
+// not yet relayed), sends dst a close frame with code 1001 unless src
+// already sent dst one, then reads and discards src's frames until src's
+// own close frame arrives (the answer to the close the other direction
+// sent), all before the drain deadline.
+func (c *copier) goAway(bp *[]byte, pending []byte) error {
+	defer func() {
+		if bp != nil {
+			putBuf(bp)
+		}
+	}()
+	_ = c.src.SetReadDeadline(time.Unix(0, c.t.drainDeadline.Load()))
 	read := func() error {
-		n, err := c.src.Read(buf)
-		pending = buf[:n]
+		if bp != nil {
+			putBuf(bp)
+		}
+		var (
+			n   int
+			err error
+		)
+		bp, n, err = c.next()
+		pending = nil
 		if n > 0 {
+			pending = (*bp)[:n]
 			return nil
 		}
 		return err
@@ -390,9 +353,4 @@ func (c *copier) goAway(buf, pending []byte) error {
 			return err
 		}
 	}
-}
-
-// waitReadable blocks until src's socket has data or an end to report.
-func (c *copier) waitReadable() error {
-	return c.raw.Read(c.peekFn)
 }

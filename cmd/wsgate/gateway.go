@@ -178,7 +178,7 @@ func (g *gateway) serve(ctx context.Context, reload <-chan os.Signal) error {
 	eg.Go(func() error { return g.bal.Run(egCtx) })
 	eg.Go(func() error { return g.check.Run(egCtx) })
 	eg.Go(func() error {
-		return serveErr("TLS listener", proxySrv.Serve(tls.NewListener(g.proxyLn, g.certs.TLSConfig())))
+		return serveErr("TLS listener", proxySrv.Serve(tls.NewListener(proxy.NewListener(g.proxyLn), g.certs.TLSConfig())))
 	})
 	eg.Go(func() error { return serveErr("admin listener", adminSrv.Serve(g.adminLn)) })
 
