@@ -168,7 +168,9 @@ func (c *recordConn) fill() error {
 }
 
 // Read returns buffered bytes up to the end of the current TLS record,
-// reading the socket (and waiting) only when nothing is buffered.
+// reading the socket (and waiting) only when nothing is buffered. A whole
+// record (header and body) comes back from one call when it is here, so
+// crypto/tls reads each record with one call.
 func (c *recordConn) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
@@ -177,25 +179,19 @@ func (c *recordConn) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	buf := (*c.bp)[c.r:c.w]
-	var n int
+	limit := len(buf) // a partial header: all of buf belongs to it
 	if c.hdrN < tlsRecordHeader {
-		// In a header: return header bytes only, learning the length.
-		n = copy(p, buf[:min(len(buf), tlsRecordHeader-c.hdrN)])
-		copy(c.hdr[c.hdrN:], buf[:n])
-		c.hdrN += n
-		if c.hdrN == tlsRecordHeader {
-			c.remain = int(c.hdr[3])<<8 | int(c.hdr[4])
-			if c.remain == 0 {
-				c.hdrN = 0
-			}
+		if need := tlsRecordHeader - c.hdrN; len(buf) >= need {
+			var hdr [tlsRecordHeader]byte
+			copy(hdr[:], c.hdr[:c.hdrN])
+			copy(hdr[c.hdrN:], buf[:need])
+			limit = min(len(buf), need+recordLen(hdr))
 		}
 	} else {
-		n = copy(p, buf[:min(len(buf), c.remain)])
-		c.remain -= n
-		if c.remain == 0 {
-			c.hdrN = 0
-		}
+		limit = min(len(buf), c.remain)
 	}
+	n := copy(p, buf[:limit])
+	c.advance(buf[:n])
 	c.r += n
 	if c.r == c.w {
 		putBuf(c.bp)
@@ -203,6 +199,33 @@ func (c *recordConn) Read(p []byte) (int, error) {
 	}
 	return n, nil
 }
+
+// advance moves the record state over b, which ends at or before the end
+// of the current record.
+func (c *recordConn) advance(b []byte) {
+	for len(b) > 0 {
+		if c.hdrN < tlsRecordHeader {
+			k := copy(c.hdr[c.hdrN:], b)
+			c.hdrN += k
+			b = b[k:]
+			if c.hdrN == tlsRecordHeader {
+				c.remain = recordLen(c.hdr)
+				if c.remain == 0 {
+					c.hdrN = 0
+				}
+			}
+			continue
+		}
+		k := min(len(b), c.remain)
+		c.remain -= k
+		b = b[k:]
+		if c.remain == 0 {
+			c.hdrN = 0
+		}
+	}
+}
+
+func recordLen(hdr [tlsRecordHeader]byte) int { return int(hdr[3])<<8 | int(hdr[4]) }
 
 // pending reports whether a whole TLS record is buffered, so that
 // tls.Conn.Read will not have to wait for the socket.
@@ -221,6 +244,5 @@ func (c *recordConn) pending() bool {
 	if c.hdrN+k < tlsRecordHeader {
 		return false
 	}
-	body := int(hdr[3])<<8 | int(hdr[4])
-	return len(buf) >= tlsRecordHeader-c.hdrN+body
+	return len(buf) >= tlsRecordHeader-c.hdrN+recordLen(hdr)
 }
