@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// runConnRate runs -c workers that each repeat the whole life of a
+// connection: TCP connect, full TLS handshake, upgrade, one echo, close
+// handshake, TCP close. The latency is that of the whole sequence.
+func (b *bench) runConnRate(ctx context.Context, res *Result) {
+	stopCtx, stop := context.WithCancel(ctx)
+	hardCtx, hard := context.WithCancel(context.Background())
+	defer hard()
+
+	hists := make([]*histogram, b.opts.conns)
+	var wg sync.WaitGroup
+	for i := range hists {
+		h := newHistogram()
+		hists[i] = h
+		wg.Go(func() { b.handshakeLoop(stopCtx, hardCtx, h) })
+	}
+	b.win = b.measure(ctx, "handshake")
+	b.stopWorkers(&wg, stop, hard)
+
+	all := newHistogram()
+	for _, h := range hists {
+		all.merge(h)
+	}
+	res.DurationS = round(b.win.seconds(), 3)
+	res.Handshakes = b.count.Load()
+	res.HandshakesPerS = rate(res.Handshakes, b.win.seconds())
+	res.Latency = all.latency()
+	if p := b.procResult(b.win); p != nil {
+		p.CPUUsPerHandshake = perUnitUS(b.win.proxyCPU, res.Handshakes)
+		res.Proc = p
+	}
+	if b.opts.n > 0 && res.Handshakes < b.opts.n {
+		b.note("-n %d not reached: -duration %s ended the run first", b.opts.n, b.opts.duration)
+	}
+}
+
+// handshakeLoop is one connrate worker. A sequence still in flight when the
+// run stops is finished (so that the server sees no aborted handshakes) but
+// not counted; hard aborts it if it takes too long.
+func (b *bench) handshakeLoop(stop, hard context.Context, h *histogram) {
+	buf := make([]byte, b.opts.size+1)
+	fillPayload(buf)
+	for !b.over(stop) {
+		start := time.Now()
+		if err := b.handshakeOnce(hard, buf); err != nil {
+			if !b.over(stop) {
+				b.fail(err)
+				pause(stop, retryPause)
+			}
+			continue
+		}
+		b.completed(h, time.Since(start))
+	}
+}
+
+func (b *bench) handshakeOnce(hard context.Context, buf []byte) error {
+	c, err := b.dialer.dial(hard)
+	if err != nil {
+		return tag(errDial, err)
+	}
+	release := context.AfterFunc(hard, func() { c.Close() })
+	defer release()
+	if err := echoOnce(c, buf, b.opts.size, 0); err != nil {
+		c.Close()
+		return err
+	}
+	err = closeHandshake(c)
+	// The TCP close itself cannot usefully fail: by now the server may have
+	// closed its side, and the TLS close_notify may meet a reset.
+	c.Close()
+	return err
+}

@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat. The
+// kernel fixes it at 100 for user space on every mainstream Linux
+// architecture (getconf CLK_TCK prints 100 on the benchmark machines), so it
+// is a constant rather than a sysconf call through cgo.
+const clockTicks = 100
+
+// procSet is the processes named by -pid. Their figures are summed, so that
+// a master and its workers count as one proxy.
+type procSet []int
+
+// cpu returns the user+system CPU time the processes have used so far.
+func (ps procSet) cpu() (time.Duration, error) {
+	var total time.Duration
+	for _, pid := range ps {
+		d, err := readProcCPU(pid)
+		if err != nil {
+			return 0, err
+		}
+		total += d
+	}
+	return total, nil
+}
+
+// rssKB returns the processes' summed resident set size in kB.
+func (ps procSet) rssKB() (int64, error) {
+	var total int64
+	for _, pid := range ps {
+		kb, err := readProcRSS(pid)
+		if err != nil {
+			return 0, err
+		}
+		total += kb
+	}
+	return total, nil
+}
+
+func readProcCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	ticks, err := parseProcStat(data)
+	if err != nil {
+		return 0, fmt.Errorf("pid %d: /proc stat: %w", pid, err)
+	}
+	return time.Duration(ticks) * (time.Second / clockTicks), nil
+}
+
+// parseProcStat returns utime+stime in clock ticks from the contents of
+// /proc/PID/stat. The command name (field 2) is in parentheses and may hold
+// spaces and parentheses itself, so fields are counted from the last ')':
+// after it come state (field 3) and so on, putting utime (field 14) and
+// stime (field 15) at offsets 11 and 12.
+func parseProcStat(data []byte) (uint64, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, errors.New("no command name")
+	}
+	f := bytes.Fields(data[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("%d fields after the command name, want at least 13", len(f))
+	}
+	utime, err := strconv.ParseUint(string(f[11]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("utime: %w", err)
+	}
+	stime, err := strconv.ParseUint(string(f[12]), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("stime: %w", err)
+	}
+	return utime + stime, nil
+}
+
+func readProcRSS(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	kb, err := parseStatusKB(data, "VmRSS:")
+	if err != nil {
+		return 0, fmt.Errorf("pid %d: /proc status: %w", pid, err)
+	}
+	return kb, nil
+}
+
+// parseStatusKB finds a line such as "VmRSS:	   12345 kB" in the contents
+// of /proc/PID/status and returns the number.
+func parseStatusKB(data []byte, key string) (int64, error) {
+	for line := range bytes.Lines(data) {
+		rest, ok := bytes.CutPrefix(line, []byte(key))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		if len(f) != 2 || string(f[1]) != "kB" {
+			return 0, fmt.Errorf("%s %q: want a number of kB", key, bytes.TrimSpace(rest))
+		}
+		return strconv.ParseInt(string(f[0]), 10, 64)
+	}
+	return 0, fmt.Errorf("no %s line (a kernel thread, or a zombie?)", key)
+}
+
+// readOpenFileLimit returns the soft "Max open files" limit of a process
+// from /proc/PID/limits, or -1 when it is unlimited.
+func readOpenFileLimit(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		return 0, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	for line := range bytes.Lines(data) {
+		rest, ok := bytes.CutPrefix(line, []byte("Max open files"))
+		if !ok {
+			continue
+		}
+		f := bytes.Fields(rest)
+		if len(f) == 0 {
+			break
+		}
+		if string(f[0]) == "unlimited" {
+			return -1, nil
+		}
+		return strconv.ParseInt(string(f[0]), 10, 64)
+	}
+	return 0, fmt.Errorf("pid %d: no \"Max open files\" in /proc limits", pid)
+}
+
+// selfCPU returns the CPU time this process has used, for the "bench"
+// line of the summary.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// raiseOpenFileLimit lifts this process's RLIMIT_NOFILE soft limit to the
+// hard limit and returns the new soft limit. (Go already does this at
+// start-up since Go 1.19; doing it here keeps the behaviour explicit.)
+func raiseOpenFileLimit() (uint64, error) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, fmt.Errorf("get open file limit: %w", err)
+	}
+	if lim.Cur < lim.Max {
+		lim.Cur = lim.Max
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return 0, fmt.Errorf("raise open file limit to %d: %w", lim.Max, err)
+		}
+	}
+	return lim.Cur, nil
+}

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"os"
+	"testing"
+	"time"
+)
+
+func TestProcSelf(t *testing.T) {
+	ps := procSet{os.Getpid()}
+	before, err := ps.cpu()
+	if err != nil {
+		t.Fatalf("cpu() error: %v", err)
+	}
+	// Spin until the kernel has charged at least two clock ticks more, or
+	// give up after two seconds.
+	var sink uint64
+	var after time.Duration
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
+		for i := range 1_000_000 {
+			sink += uint64(i) * uint64(i)
+		}
+		if after, err = ps.cpu(); err != nil {
+			t.Fatalf("cpu() error: %v", err)
+		}
+		if after-before >= 2*time.Second/clockTicks {
+			break
+		}
+	}
+	_ = sink
+	if after-before < 2*time.Second/clockTicks {
+		t.Errorf("cpu() went from %v to %v over a busy loop, want it to grow", before, after)
+	}
+
+	rss, err := ps.rssKB()
+	if err != nil || rss <= 0 {
+		t.Errorf("rssKB() = %d, %v, want > 0", rss, err)
+	}
+	if lim, err := readOpenFileLimit(os.Getpid()); err != nil || lim == 0 {
+		t.Errorf("readOpenFileLimit() = %d, %v, want non-zero", lim, err)
+	}
+	if _, err := (procSet{os.Getpid(), 1 << 30}).cpu(); err == nil {
+		t.Errorf("cpu() of a missing pid: no error")
+	}
+}
+
+func TestParseProcStat(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		in      string
+		want    uint64
+		wantErr bool
+	}{
+		{"plain", "1234 (nginx) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0 100 1000 200", 325, false},
+		{"name with spaces and parens", "77 (a (b) c) R 1 77 77 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 1 1 1", 7, false},
+		{"no name", "77 a R 1", 0, true},
+		{"too short", "77 (x) R 1 2 3", 0, true},
+		{"not a number", "77 (x) R 1 77 77 0 -1 0 0 0 0 0 x 4 0", 0, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseProcStat([]byte(tc.in))
+			if (err != nil) != tc.wantErr || got != tc.want {
+				t.Errorf("parseProcStat() = %d, %v, want %d (error %v)", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestParseStatusKB(t *testing.T) {
+	t.Parallel()
+	status := "Name:\tnginx\nVmPeak:\t  20000 kB\nVmRSS:\t   12345 kB\nThreads:\t1\n"
+	if got, err := parseStatusKB([]byte(status), "VmRSS:"); err != nil || got != 12345 {
+		t.Errorf("parseStatusKB(VmRSS) = %d, %v, want 12345", got, err)
+	}
+	if _, err := parseStatusKB([]byte("Name:\tkthreadd\n"), "VmRSS:"); err == nil {
+		t.Errorf("parseStatusKB without VmRSS: no error")
+	}
+	if _, err := parseStatusKB([]byte("VmRSS:\t12 MB\n"), "VmRSS:"); err == nil {
+		t.Errorf("parseStatusKB with a bad unit: no error")
+	}
+}
