@@ -103,6 +103,11 @@ type Handler struct {
 	log            *slog.Logger
 	// halfCloseLinger: see defaultHalfCloseLinger; tests shorten it.
 	halfCloseLinger time.Duration
+	// parkAfter, sweepEvery: see defaultParkAfter; tests shorten them.
+	parkAfter  time.Duration
+	sweepEvery time.Duration
+	epoch      atomic.Int64           // incremented by each sweep
+	parker     atomic.Pointer[parker] // set while Run runs
 
 	routes atomic.Pointer[[]Route] // sorted by match priority
 	dialer net.Dialer
@@ -122,6 +127,8 @@ func New(opts Options) *Handler {
 		log:            opts.Logger,
 
 		halfCloseLinger: defaultHalfCloseLinger,
+		parkAfter:       defaultParkAfter,
+		sweepEvery:      parkSweep,
 	}
 	if h.log == nil {
 		h.log = slog.Default()

@@ -191,6 +191,12 @@ type backendSpec struct {
 }
 
 func startProxy(t testing.TB, opts Options, backends ...backendSpec) *testProxy {
+	return startProxyWith(t, opts, nil, backends...)
+}
+
+// startProxyWith is startProxy with a hook that adjusts the Handler before
+// it starts serving.
+func startProxyWith(t testing.TB, opts Options, adjust func(*Handler), backends ...backendSpec) *testProxy {
 	t.Helper()
 	store, err := registry.New()
 	if err != nil {
@@ -218,6 +224,11 @@ func startProxy(t testing.TB, opts Options, backends ...backendSpec) *testProxy 
 		opts.Routes = []Route{{Pool: "app"}}
 	}
 	h := New(opts)
+	if adjust != nil {
+		adjust(h)
+	}
+	runDone := make(chan struct{})
+	go func() { defer close(runDone); _ = h.Run(ctx) }()
 
 	certPEM, keyPEM, err := wstls.GenerateSelfSigned([]string{"localhost", "127.0.0.1"}, time.Hour)
 	if err != nil {
@@ -247,6 +258,7 @@ func startProxy(t testing.TB, opts Options, backends ...backendSpec) *testProxy 
 		h.Close()
 		cancel()
 		<-balDone
+		<-runDone
 	})
 	return &testProxy{h: h, bal: bal, store: store, addr: ln.Addr().String(), roots: roots}
 }

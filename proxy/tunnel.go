@@ -137,6 +137,8 @@ func (t *tunnel) goAway(deadline time.Time) {
 		_ = c.SetWriteDeadline(deadline)
 		_ = c.SetReadDeadline(aLongTimeAgo)
 	}
+	t.up.resume()
+	t.down.resume()
 }
 
 // closeWrite half-closes c after everything written so far: for TLS a
@@ -166,6 +168,9 @@ func (t *tunnel) close() {
 			_ = t.backend.Close()
 		}
 	})
+	// A parked copier has no goroutine to notice the close: give it one.
+	t.up.resume()
+	t.down.resume()
 }
 
 // quiet maps the errors of an ordinary close to nil for logging.
@@ -188,6 +193,13 @@ type copier struct {
 	n        atomic.Int64
 	tr       frameTracker
 	err      error // why copy ended; guarded by t.mu
+
+	// Parking (park.go).
+	state     atomic.Int32 // stateRunning, stateWaiting or stateParked
+	waitSince atomic.Int64 // Handler.epoch when the current wait began
+	parkReq   atomic.Bool  // requestPark woke this copier to park
+	parkToken uint64       // the parker's token while parked
+	parkedOn  *parker      // the parker it parked on
 
 	// How src is read: a plain socket through sock, TLS over a recordConn
 	// through rc, or else a blocking Read that holds its buffer.
@@ -213,9 +225,14 @@ func (c *copier) relayed(p []byte) {
 }
 
 // run is copy on its own goroutine: its name in stack dumps says which
-// goroutine this is.
+// goroutine this is. A copier that parks ends its goroutine and gets a new
+// one when it resumes.
 func (c *copier) run() {
-	c.t.directionEnded(c, c.copy())
+	err := c.copy()
+	if errors.Is(err, errParked) {
+		return
+	}
+	c.t.directionEnded(c, err)
 }
 
 // next waits for the next bytes from src and returns them in a pooled
@@ -223,11 +240,17 @@ func (c *copier) run() {
 func (c *copier) next() (*[]byte, int, error) {
 	switch {
 	case c.sock != nil:
-		return c.sock.next()
-	case c.rc != nil:
+		c.beginWait()
+		bp, n, err := c.sock.next()
+		c.endWait()
+		return bp, n, err
+	case c.rc != nil && c.rc.bp == nil:
 		// Wait for socket data holding no plaintext buffer. A record that
 		// is only partly here is read to its end by tls.Conn.Read below.
-		if err := c.rc.fill(); err != nil {
+		c.beginWait()
+		err := c.rc.fill()
+		c.endWait()
+		if err != nil {
 			return nil, 0, err
 		}
 	}
@@ -259,6 +282,12 @@ func (c *copier) copy() error {
 		}
 		if err != nil {
 			if c.wokenForShutdown(err) {
+				continue
+			}
+			if c.wokenToPark(err) {
+				if !c.t.stopping.Load() && c.tryPark() {
+					return errParked
+				}
 				continue
 			}
 			return err

@@ -1,0 +1,113 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/wsgate/wsgate/registry"
+)
+
+func fastParking(h *Handler) {
+	h.parkAfter = 20 * time.Millisecond
+	h.sweepEvery = 10 * time.Millisecond
+}
+
+func parked(p *testProxy) int {
+	pk := p.h.parker.Load()
+	if pk == nil {
+		return 0
+	}
+	return len(pk.all())
+}
+
+func TestIdleTunnelsPark(t *testing.T) {
+	b := newTestBackend(t, "b")
+	p := startProxyWith(t, Options{}, fastParking, backendSpec{addr: b.addr})
+	const n = 20
+	clients := make([]*websocket.Conn, n)
+	for i := range clients {
+		clients[i], _ = p.dial(t, "/ws", nil)
+	}
+	waitFor(t, "every direction of every tunnel to park", func() bool { return parked(p) == 2*n })
+	withParked := runtime.NumGoroutine()
+
+	// Traffic resumes them, and echo works as before.
+	for round := range 3 {
+		for i, c := range clients {
+			msg := fmt.Sprintf("round %d client %d", round, i)
+			if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if _, got, err := c.ReadMessage(); err != nil || string(got) != msg {
+				t.Fatalf("echo after parking = %q, %v; want %q", got, err, msg)
+			}
+		}
+		waitFor(t, "tunnels to park again", func() bool { return parked(p) == 2*n })
+	}
+	// Parked tunnels hold no goroutines: resuming them all (by traffic)
+	// shows the difference.
+	for _, c := range clients {
+		if err := c.WriteMessage(websocket.TextMessage, []byte("wake")); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := c.ReadMessage(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if awake := runtime.NumGoroutine(); awake < withParked+n {
+		t.Logf("goroutines parked %d, awake %d (the tunnels re-park quickly, so this is a soft check)", withParked, awake)
+	}
+
+	// A parked tunnel notices its peer closing.
+	waitFor(t, "tunnels to park", func() bool { return parked(p) == 2*n })
+	clients[0].Close()
+	id := registry.ID{Pool: "app", Address: b.addr}
+	waitFor(t, "the closed tunnel to end", func() bool { return p.h.ActiveTunnels() == n-1 })
+	waitFor(t, "its lease to be released", func() bool { a, _ := p.bal.Counts(id); return a == n-1 })
+	b.dropAll()
+	for _, c := range clients[1:] {
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, _, err := c.ReadMessage(); err == nil {
+			t.Fatal("client read a message after the backend dropped it")
+		}
+		c.Close()
+	}
+	waitFor(t, "every tunnel to end", func() bool { return p.h.ActiveTunnels() == 0 })
+	if got := parked(p); got != 0 {
+		t.Errorf("%d copiers still parked after every tunnel ended", got)
+	}
+}
+
+func TestShutdownResumesParkedTunnels(t *testing.T) {
+	b := newTestBackend(t, "b")
+	p := startProxyWith(t, Options{}, fastParking, backendSpec{addr: b.addr})
+	const n = 10
+	clients := make([]*websocket.Conn, n)
+	for i := range clients {
+		clients[i], _ = p.dial(t, "/ws", nil)
+	}
+	waitFor(t, "tunnels to park", func() bool { return parked(p) == 2*n })
+	codes := make(chan int, n)
+	for _, c := range clients {
+		go func() { codes <- readClose(c) }()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := p.h.Shutdown(ctx); err != nil {
+		t.Errorf("Shutdown() = %v, want nil", err)
+	}
+	for range n {
+		if code := <-codes; code != websocket.CloseGoingAway {
+			t.Errorf("client close code = %d, want 1001", code)
+		}
+		if code := <-b.closeCodes; code != websocket.CloseGoingAway {
+			t.Errorf("backend close code = %d, want 1001", code)
+		}
+	}
+}
