@@ -145,6 +145,9 @@ func (h *Handler) sweep() {
 	h.conns.mu.Lock()
 	defer h.conns.mu.Unlock()
 	for t := range h.conns.m {
+		if t.stopping.Load() {
+			continue // going away: its reads carry the drain deadline
+		}
 		for _, c := range []*copier{t.up, t.down} {
 			if c.state.Load() == stateWaiting && now-c.waitSince.Load() >= limit {
 				c.requestPark()

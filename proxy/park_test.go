@@ -111,3 +111,19 @@ func TestShutdownResumesParkedTunnels(t *testing.T) {
 		}
 	}
 }
+
+func TestParkingLeavesDrainDeadlineAlone(t *testing.T) {
+	b := newTestBackend(t, "b")
+	p := startProxyWith(t, Options{}, fastParking, backendSpec{addr: b.addr})
+	c, _ := p.dial(t, "/ws", nil) // never reads: never answers the close
+	waitFor(t, "the tunnel to park", func() bool { return parked(p) == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_ = p.h.Shutdown(ctx)
+	// Sweeps run every 10ms here; none may cut the drain short.
+	if took := time.Since(start); took < 450*time.Millisecond {
+		t.Errorf("Shutdown() returned after %v; a silent client keeps the drain going until the 500ms deadline", took)
+	}
+	_ = c
+}

@@ -331,7 +331,8 @@ func (c *copier) goAway(bp *[]byte, pending []byte) error {
 			putBuf(bp)
 		}
 	}()
-	_ = c.src.SetReadDeadline(time.Unix(0, c.t.drainDeadline.Load()))
+	deadline := time.Unix(0, c.t.drainDeadline.Load())
+	_ = c.src.SetReadDeadline(deadline)
 	read := func() error {
 		if bp != nil {
 			putBuf(bp)
@@ -340,7 +341,16 @@ func (c *copier) goAway(bp *[]byte, pending []byte) error {
 			n   int
 			err error
 		)
-		bp, n, err = c.next()
+		for {
+			bp, n, err = c.next()
+			// A sweep that looked before the shutdown began may still
+			// wake this copier to park: restore the drain deadline.
+			if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.parkReq.Swap(false) {
+				_ = c.src.SetReadDeadline(deadline)
+				continue
+			}
+			break
+		}
 		pending = nil
 		if n > 0 {
 			pending = (*bp)[:n]
