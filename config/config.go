@@ -29,6 +29,8 @@ const (
 	DefaultDialTimeout        = 5 * time.Second
 	DefaultMaxAttempts        = 3
 	DefaultPathPrefix         = "/"
+	// DefaultACMEDirectory is Let's Encrypt's production directory.
+	DefaultACMEDirectory = "https://acme-v02.api.letsencrypt.org/directory"
 )
 
 // Config is a whole, validated configuration file.
@@ -50,9 +52,34 @@ type Config struct {
 type TLS struct {
 	// Certificates are static certificate/key pairs chosen by SNI; the
 	// first is the default for a ClientHello with no or unknown SNI.
-	// Paths are as written in the file, resolved against the directory of
-	// the config file when relative.
+	// Paths are resolved against the directory of the config file when
+	// relative. Required unless ACME is set.
 	Certificates []Certificate
+	// ACME is nil when the file has no tls.acme block.
+	ACME *ACME
+	// HTTPListen is the plain-HTTP listener's address (ACME HTTP-01
+	// challenges and a 308 redirect to https), or "" for none.
+	HTTPListen string
+}
+
+// ACME configures certificates obtained from an ACME CA (Let's Encrypt by
+// default). Static certificates take precedence for the names they cover.
+type ACME struct {
+	// Domains are the only names certificates are requested for. At least
+	// one; DNS names of two or more labels, no wildcards.
+	Domains []string
+	Email   string
+	// CacheDir holds the account key and certificates; resolved against
+	// the config file's directory when relative.
+	CacheDir string
+	// DirectoryURL is an https URL; DefaultACMEDirectory when not set.
+	DirectoryURL string
+	// DirectoryCAFile is a PEM bundle trusted for the directory's HTTPS,
+	// resolved like CacheDir; "" means the system roots.
+	DirectoryCAFile string
+	// RenewBefore is how long before expiry certificates are renewed; 0
+	// means autocert's default (30 days).
+	RenewBefore time.Duration
 }
 
 // Certificate is one static certificate/key pair in PEM files.

@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"os"
 	"slices"
 	"strings"
 
@@ -11,7 +13,8 @@ import (
 // The keys each mapping accepts, in the order messages list them.
 var (
 	rootKeys        = []string{"listen", "tls", "admin", "pools", "routes", "shutdown", "limits"}
-	tlsKeys         = []string{"certificates"}
+	tlsKeys         = []string{"certificates", "acme", "http_listen"}
+	acmeKeys        = []string{"domains", "email", "cache_dir", "directory_url", "directory_ca_file", "renew_before"}
 	certificateKeys = []string{"cert_file", "key_file"}
 	adminKeys       = []string{"listen", "pprof"}
 	poolKeys        = []string{"name", "backends", "health_check"}
@@ -50,9 +53,9 @@ func (d *decoder) root(n *yaml.Node) *Config {
 		d.missing(n, "listen", `set the TLS listener's address, such as listen: "127.0.0.1:8443"`)
 	}
 	if v := f["tls"]; v != nil {
-		c.TLS = d.tls(v, "tls")
+		c.TLS = d.tls(v, "tls", c.Listen)
 	} else {
-		d.missing(n, "tls", "add tls.certificates with at least one cert_file and key_file")
+		d.missing(n, "tls", "add tls.certificates with at least one cert_file and key_file, or tls.acme")
 	}
 	if v := f["admin"]; v != nil {
 		if af, ok := d.fields(v, "admin", "the admin section", adminKeys); ok {
@@ -89,15 +92,29 @@ func (d *decoder) root(n *yaml.Node) *Config {
 	return c
 }
 
-func (d *decoder) tls(n *yaml.Node, path string) TLS {
+// tls decodes the tls section; listen is the TLS listener's address, which
+// http_listen must differ from.
+func (d *decoder) tls(n *yaml.Node, path, listen string) TLS {
 	var t TLS
 	f, ok := d.fields(n, path, "the tls section", tlsKeys)
 	if !ok {
 		return t
 	}
+	hasACME := f["acme"] != nil
+	if hasACME {
+		t.ACME = d.acme(f["acme"], join(path, "acme"))
+	}
+	if v := f["http_listen"]; v != nil {
+		t.HTTPListen = d.listenAddr(v, join(path, "http_listen"))
+		if _, port, _ := net.SplitHostPort(listen); t.HTTPListen != "" && t.HTTPListen == listen && port != "0" {
+			d.errorf(v, join(path, "http_listen"), "%q is also the TLS listener's address (listen); use another port, such as \":80\"", listen)
+		}
+	}
 	v := f["certificates"]
 	if v == nil {
-		d.missing(d.resolve(n), join(path, "certificates"), "list at least one certificate, each with cert_file and key_file")
+		if !hasACME {
+			d.missing(d.resolve(n), join(path, "certificates"), "list at least one certificate, each with cert_file and key_file, or configure tls.acme")
+		}
 		return t
 	}
 	path = join(path, "certificates")
@@ -105,13 +122,105 @@ func (d *decoder) tls(n *yaml.Node, path string) TLS {
 	if !ok {
 		return t
 	}
-	if len(items) == 0 {
-		d.errorf(v, path, "the list is empty; list at least one certificate, each with cert_file and key_file")
+	if len(items) == 0 && !hasACME {
+		d.errorf(v, path, "the list is empty; list at least one certificate, each with cert_file and key_file, or configure tls.acme")
 	}
 	for i, item := range items {
 		t.Certificates = append(t.Certificates, d.certificate(item, index(path, i)))
 	}
 	return t
+}
+
+func (d *decoder) acme(n *yaml.Node, path string) *ACME {
+	f, ok := d.fields(n, path, "the acme section", acmeKeys)
+	if !ok {
+		return nil
+	}
+	n = d.resolve(n)
+	a := &ACME{DirectoryURL: DefaultACMEDirectory}
+	if v := f["domains"]; v != nil {
+		a.Domains = d.acmeDomains(v, join(path, "domains"))
+	} else {
+		d.missing(n, join(path, "domains"), "list the names to obtain certificates for, such as domains: [ws.example.com]; no other name is ever asked of the CA")
+	}
+	if v := f["email"]; v != nil {
+		s, sn, ok := d.str(v, join(path, "email"), "a contact address such as ops@example.com")
+		if ok {
+			if problem := checkEmail(s); problem != "" {
+				d.errorf(sn, join(path, "email"), "invalid email %q: %s; write an address such as ops@example.com", s, problem)
+			}
+		}
+		a.Email = s
+	}
+	if v := f["cache_dir"]; v != nil {
+		s, sn, ok := d.str(v, join(path, "cache_dir"), "a directory path such as /var/lib/wsgate/acme")
+		switch {
+		case ok && s == "":
+			d.errorf(sn, join(path, "cache_dir"), "the path is empty; set it to a directory that keeps the account key and certificates across restarts, such as /var/lib/wsgate/acme")
+		case ok:
+			a.CacheDir = d.abs(s)
+			if fi, err := os.Stat(a.CacheDir); err == nil && !fi.IsDir() {
+				d.errorf(sn, join(path, "cache_dir"), "%q is not a directory; set it to a directory (created with mode 0700 if missing)", a.CacheDir)
+			}
+		}
+	} else {
+		d.missing(n, join(path, "cache_dir"), "set it to a directory that keeps the account key and certificates across restarts, such as /var/lib/wsgate/acme; without it every restart asks the CA again and soon hits its rate limits")
+	}
+	if v := f["directory_url"]; v != nil {
+		s, sn, ok := d.str(v, join(path, "directory_url"), "the https URL of an ACME directory")
+		if ok {
+			if problem := checkDirectoryURL(s); problem != "" {
+				d.errorf(sn, join(path, "directory_url"), "invalid directory_url %q: %s; use the https URL of an ACME directory, such as %s (the default) or https://acme-staging-v02.api.letsencrypt.org/directory", s, problem, DefaultACMEDirectory)
+			}
+		}
+		a.DirectoryURL = s
+	}
+	if v := f["directory_ca_file"]; v != nil {
+		s, sn, ok := d.str(v, join(path, "directory_ca_file"), "the path of a PEM file of CA certificates")
+		switch {
+		case ok && s == "":
+			d.errorf(sn, join(path, "directory_ca_file"), "the path is empty; set it to a PEM file of the CA certificates that sign the directory's HTTPS certificate, or leave it out to use the system roots")
+		case ok:
+			a.DirectoryCAFile = d.abs(s)
+			d.checkCAFile(a.DirectoryCAFile, sn, join(path, "directory_ca_file"))
+		}
+	}
+	if v := f["renew_before"]; v != nil {
+		a.RenewBefore, _, _ = d.duration(v, join(path, "renew_before"))
+	}
+	return a
+}
+
+func (d *decoder) acmeDomains(n *yaml.Node, path string) []string {
+	const want = "a list of domain names such as [ws.example.com]"
+	items, ok := d.list(n, path, want)
+	if !ok {
+		return nil
+	}
+	if len(items) == 0 {
+		d.errorf(d.resolve(n), path, "the list is empty; list at least one domain name, such as [ws.example.com]")
+	}
+	seen := make(map[string]*yaml.Node)
+	out := make([]string, 0, len(items))
+	for i, item := range items {
+		ipath := index(path, i)
+		s, sn, ok := d.str(item, ipath, "a domain name such as ws.example.com")
+		if !ok {
+			continue
+		}
+		if problem := checkACMEDomain(s); problem != "" {
+			d.errorf(sn, ipath, "invalid domain %q: %s", s, problem)
+			continue
+		}
+		key := strings.ToLower(strings.TrimSuffix(s, "."))
+		if prev, dup := seen[key]; dup {
+			d.errorf(sn, ipath, "duplicate domain %q, first at line %d; list each name once", s, prev.Line)
+			continue
+		}
+		seen[key] = sn
+		out = append(out, s)
+	}
+	return out
 }
 
 func (d *decoder) certificate(n *yaml.Node, path string) Certificate {

@@ -196,6 +196,35 @@ func TestParseGood(t *testing.T) {
 			},
 		},
 		{
+			name: "acme",
+			want: func(c *Config) {
+				c.Listen = ":443"
+				c.TLS = TLS{
+					Certificates: []Certificate{testCert},
+					ACME: &ACME{
+						Domains:         []string{"ws.example.com", "Chat.Example.com."},
+						Email:           "ops@example.com",
+						CacheDir:        "testdata/good/acme-cache",
+						DirectoryURL:    "https://acme-staging-v02.api.letsencrypt.org/directory",
+						DirectoryCAFile: "testdata/certs/cert.pem",
+						RenewBefore:     720 * time.Hour,
+					},
+					HTTPListen: ":80",
+				}
+				c.Pools = []Pool{{Name: "app", Backends: []Backend{{Address: "127.0.0.1:9001", Weight: 1}}}}
+				c.Routes = []Route{{PathPrefix: "/", Pool: "app"}}
+			},
+		},
+		{
+			name: "acme_only",
+			want: func(c *Config) {
+				c.Listen = "127.0.0.1:0"
+				c.TLS.ACME = &ACME{Domains: []string{"ws.example.com"}, CacheDir: "/var/lib/wsgate/acme", DirectoryURL: DefaultACMEDirectory}
+				c.Pools = []Pool{{Name: "app", Backends: []Backend{{Address: "127.0.0.1:9001", Weight: 1}}}}
+				c.Routes = []Route{{PathPrefix: "/", Pool: "app"}}
+			},
+		},
+		{
 			name: "flow",
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:8443"
@@ -310,7 +339,7 @@ func TestExamples(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Load(%q) error:\n%v", file, err)
 			}
-			if len(c.Pools) == 0 || len(c.Routes) == 0 || len(c.TLS.Certificates) == 0 {
+			if len(c.Pools) == 0 || len(c.Routes) == 0 || (len(c.TLS.Certificates) == 0 && c.TLS.ACME == nil) {
 				t.Errorf("Load(%q) = %+v; want pools, routes and certificates", file, c)
 			}
 		})

@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -154,6 +155,83 @@ func checkOrigin(s string) string {
 		}
 	}
 	return checkHost(u.Hostname())
+}
+
+// checkACMEDomain checks a name of tls.acme.domains: a DNS name of at
+// least two labels, without scheme, port, path or wildcard.
+func checkACMEDomain(s string) string {
+	const hint = "; write a bare DNS name such as ws.example.com"
+	switch {
+	case s == "":
+		return "the name is empty" + hint
+	case strings.Contains(s, "://"):
+		return "it has a scheme" + hint
+	case strings.Contains(s, "/"):
+		return "it contains a slash" + hint
+	case strings.Contains(s, "*"):
+		return "wildcard certificates need the DNS-01 challenge, which wsgate's ACME client (autocert) cannot do; list each name, or serve the wildcard from a static certificate in tls.certificates"
+	case net.ParseIP(strings.Trim(s, "[]")) != nil:
+		return "an IP address; ACME certificates are obtained for DNS names only (use a static certificate for an IP address)"
+	case strings.Contains(s, ":"):
+		return "it has a port; the CA validates the name on ports 80 and 443" + hint
+	}
+	if problem := checkHost(s); problem != "" {
+		return problem + hint
+	}
+	if !strings.Contains(strings.TrimSuffix(s, "."), ".") {
+		return "a single-label name; certificates are issued for names with at least two labels, such as ws.example.com"
+	}
+	return ""
+}
+
+// checkEmail checks an ACME contact address.
+func checkEmail(s string) string {
+	local, domain, ok := strings.Cut(s, "@")
+	switch {
+	case strings.HasPrefix(strings.ToLower(s), "mailto:"):
+		return "leave out mailto:"
+	case !ok || local == "" || domain == "" || strings.Contains(domain, "@"):
+		return "it is not of the form name@domain"
+	case strings.ContainsFunc(s, func(r rune) bool { return r <= ' ' || r == 0x7f || r == ',' }):
+		return "it contains a space, comma or control character"
+	}
+	return ""
+}
+
+// checkDirectoryURL checks an ACME directory URL: https, with a host.
+func checkDirectoryURL(s string) string {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil || u.Opaque != "":
+		return "it is not a URL"
+	case u.Scheme != "https":
+		return "the scheme must be https (ACME requires it)"
+	case u.Host == "" || u.Hostname() == "":
+		return "the host is missing"
+	case u.User != nil:
+		return "it has user information"
+	case u.Fragment != "":
+		return "it has a fragment"
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return fmt.Sprintf("the port %q is invalid", p)
+		}
+	}
+	return checkHost(u.Hostname())
+}
+
+// checkCAFile checks that a CA bundle can be read and holds at least one
+// PEM certificate.
+func (d *decoder) checkCAFile(name string, n *yaml.Node, path string) {
+	data, err := readPEM(name)
+	if err != nil {
+		d.errorf(n, path, "cannot read CA file %q: %v; set it to a readable PEM file of CA certificates", name, err)
+		return
+	}
+	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+		d.errorf(n, path, "CA file %q holds no PEM certificate; set it to a PEM file of CA certificates (-----BEGIN CERTIFICATE-----)", name)
+	}
 }
 
 // abs resolves a file path of the configuration against its directory.

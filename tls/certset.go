@@ -67,11 +67,21 @@ func newCertSet(entries []*certEntry) *certSet {
 }
 
 // lookup returns the entry to serve for hello: an exact DNS SAN match, then
-// a one-label wildcard match, then the default. It never returns nil.
+// a one-label wildcard match, then the default. It never returns nil; the
+// set must not be empty.
 func (s *certSet) lookup(hello *tls.ClientHelloInfo) *certEntry {
+	if e := s.match(hello); e != nil {
+		return e
+	}
+	return s.entries[0]
+}
+
+// match returns the entry whose names match hello's server name, exactly
+// or by a one-label wildcard, or nil.
+func (s *certSet) match(hello *tls.ClientHelloInfo) *certEntry {
 	name := normalizeName(hello.ServerName)
 	if name == "" {
-		return s.entries[0]
+		return nil
 	}
 	if c := s.exact[name]; len(c) > 0 {
 		return pick(hello, c)
@@ -81,7 +91,7 @@ func (s *certSet) lookup(hello *tls.ClientHelloInfo) *certEntry {
 			return pick(hello, c)
 		}
 	}
-	return s.entries[0]
+	return nil
 }
 
 // pick chooses among certificates for the same name (say an ECDSA and an

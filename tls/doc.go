@@ -2,12 +2,13 @@
 // *crypto/tls.Config and reloads certificates without a restart.
 //
 // A [Provider] serves static certificates (PEM files and in-memory pairs)
-// chosen by SNI. Its consumer-side shape is the one tailscale's derper uses
-// for its certProvider: TLSConfig() *tls.Config now, and an
-// HTTPHandler(fallback http.Handler) http.Handler for the :80 listener once
-// ACME support lands, so an autocert-backed provider can sit behind the same
-// interface. Consumers define that interface themselves; this package does
-// not export one.
+// chosen by SNI and, with [Options].ACME, certificates obtained over ACME by
+// golang.org/x/crypto/acme/autocert (static certificates win for the names
+// they cover). Its consumer-side shape is the one tailscale's derper uses
+// for its certProvider: TLSConfig() *tls.Config, and
+// HTTPHandler(fallback http.Handler) http.Handler for the :80 listener (ACME
+// HTTP-01 challenges, and a 308 redirect to https). Consumers define that
+// interface themselves; this package does not export one.
 //
 // # Imports
 //
@@ -31,5 +32,7 @@
 // A Provider is safe for concurrent use. Handshakes read the current
 // certificate set through an atomic pointer; Reload builds a new set and
 // swaps it in, so it affects only handshakes that start afterwards, never
-// connections that are already established. No method starts a goroutine.
+// connections that are already established. No method of this package
+// starts a goroutine of its own; autocert, once a handshake asks it for a
+// certificate, runs renewal timers and clean-ups for the process's life.
 package tls

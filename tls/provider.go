@@ -14,7 +14,7 @@ import (
 // so test for them with errors.Is.
 var (
 	// ErrNoCertificates is returned by NewProvider when Options holds
-	// neither Files nor Certs.
+	// neither Files nor Certs nor ACME.
 	ErrNoCertificates = errors.New("tls: no certificates configured")
 	// ErrExpired means a certificate's NotAfter has passed.
 	ErrExpired = errors.New("tls: certificate expired")
@@ -40,8 +40,8 @@ type CertFile struct {
 	CertFile, KeyFile string
 }
 
-// Options configures a Provider. At least one of Files and Certs must be
-// non-empty.
+// Options configures a Provider. At least one of Files, Certs and ACME must
+// be set.
 type Options struct {
 	// Files are PEM pairs, read by NewProvider and read again by Reload.
 	// Both paths of every pair must be set.
@@ -52,6 +52,18 @@ type Options struct {
 	// NewProvider and are not affected by Reload. If a Certificate has no
 	// Leaf, NewProvider parses one; the caller's slice is not modified.
 	Certs []tls.Certificate
+
+	// ACME, when not nil, obtains certificates for ACMEOptions.Domains from
+	// an ACME CA. A name that a static certificate (Files or Certs)
+	// matches, exactly or by wildcard, is served that certificate; the ACME
+	// domains are served over ACME; other names get the static default, or
+	// a handshake failure when there is no static certificate. ACME is
+	// fixed for the Provider's lifetime: Reload and SetFiles keep it.
+	ACME *ACMEOptions
+
+	// HTTPSPort is the TLS listener's port, which HTTPHandler(nil) puts in
+	// its redirects. 0 or 443 leaves the port out of the URL.
+	HTTPSPort int
 
 	// Logger receives certificate lifecycle events. nil means
 	// slog.Default().
@@ -68,14 +80,17 @@ type CertInfo struct {
 	NotBefore, NotAfter time.Time
 }
 
-// Provider serves static certificates chosen by SNI. The first certificate
-// (Files[0], or Certs[0] if there are no Files) is the default for a
-// ClientHello with no SNI or an SNI that matches none. Safe for concurrent
-// use.
+// Provider serves static certificates chosen by SNI, and certificates
+// obtained over ACME. The first static certificate (Files[0], or Certs[0]
+// if there are no Files) is the default for a ClientHello with no SNI or an
+// SNI that matches none. Safe for concurrent use.
 type Provider struct {
-	files  []CertFile
-	certs  []*certEntry // Options.Certs, checked once by NewProvider
-	logger *slog.Logger
+	files     []CertFile
+	certs     []*certEntry // Options.Certs, checked once by NewProvider
+	logger    *slog.Logger
+	acme      *acmeSide // nil without Options.ACME
+	httpsPort int
+	unknown   logLimiter // for handshakes with no certificate to serve
 
 	reloadMu sync.Mutex // serialises Reload and SetFiles; guards files
 	set      atomic.Pointer[certSet]
@@ -85,12 +100,14 @@ type Provider struct {
 // pair cannot be loaded, if a key does not match its certificate, or if a
 // certificate is expired or not yet valid; the error names every such file.
 func NewProvider(opts Options) (*Provider, error) {
-	if len(opts.Files) == 0 && len(opts.Certs) == 0 {
+	if len(opts.Files) == 0 && len(opts.Certs) == 0 && opts.ACME == nil {
 		return nil, ErrNoCertificates
 	}
 	p := &Provider{
-		files:  append([]CertFile(nil), opts.Files...),
-		logger: opts.Logger,
+		files:     append([]CertFile(nil), opts.Files...),
+		logger:    opts.Logger,
+		httpsPort: opts.HTTPSPort,
+		unknown:   logLimiter{every: acmeLogEvery},
 	}
 	if p.logger == nil {
 		p.logger = slog.Default()
@@ -114,6 +131,11 @@ func NewProvider(opts Options) (*Provider, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	if opts.ACME != nil {
+		if p.acme, err = newACMESide(opts.ACME, p.logger); err != nil {
+			return nil, err
+		}
+	}
 
 	p.publish(fileEntries, now)
 	return p, nil
@@ -123,7 +145,16 @@ func NewProvider(opts Options) (*Provider, error) {
 // certificate by SNI (an exact DNS SAN, then a one-label wildcard such as
 // *.example.com, case-insensitively and ignoring a trailing dot, else the
 // default), the minimum version is TLS 1.2 with only ECDHE AEAD cipher
-// suites for 1.2, and ALPN offers only "http/1.1".
+// suites for 1.2, and ALPN offers only "http/1.1" (followed by
+// "acme-tls/1" with ACME, for the TLS-ALPN-01 challenge).
+//
+// With ACME, a static certificate that matches the name (exactly or by
+// wildcard) comes first; then the ACME domains are served over ACME (the
+// first handshake for a name waits while the certificate is obtained);
+// then the static default. With no static certificate, any other name is
+// refused with a TLS alert and never asked of the CA. A ClientHello that
+// offers "acme-tls/1" goes to autocert, which answers TLS-ALPN-01
+// challenges.
 //
 // Certificates are read through an atomic pointer on every handshake, so
 // Reload takes effect for new handshakes without touching established
@@ -147,13 +178,37 @@ func (p *Provider) TLSConfig() *tls.Config {
 			tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
 			tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 		},
-		NextProtos:     []string{"http/1.1"},
+		NextProtos:     p.nextProtos(),
 		GetCertificate: p.getCertificate,
 	}
 }
 
+func (p *Provider) nextProtos() []string {
+	if p.acme != nil {
+		return []string{"http/1.1", acmeALPN}
+	}
+	return []string{"http/1.1"}
+}
+
 func (p *Provider) getCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
-	e := p.set.Load().lookup(hello)
+	set := p.set.Load()
+	var e *certEntry
+	if p.acme == nil {
+		e = set.lookup(hello)
+	} else {
+		if isChallenge(hello) {
+			return p.acme.m.GetCertificate(hello)
+		}
+		if e = set.match(hello); e == nil {
+			if name := normalizeName(hello.ServerName); p.acme.domains[name] {
+				return p.acme.certificate(hello, name)
+			}
+			if len(set.entries) == 0 {
+				return nil, p.noCertificate(hello)
+			}
+			e = set.entries[0]
+		}
+	}
 	// A shallow copy per handshake, as derper's certProvider contract asks.
 	// The chain's len equals its cap (see newCertEntry), so appending to
 	// the copy's Certificate reallocates instead of writing into ours.
@@ -197,7 +252,7 @@ func (p *Provider) SetFiles(files []CertFile) error {
 		p.files = old
 		return err
 	}
-	if len(entries)+len(p.certs) == 0 {
+	if len(entries)+len(p.certs) == 0 && p.acme == nil {
 		p.files = old
 		return ErrNoCertificates
 	}

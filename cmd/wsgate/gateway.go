@@ -36,6 +36,7 @@ type gateway struct {
 	admin *admin.Server
 
 	proxyLn, adminLn net.Listener
+	httpLn           net.Listener // nil without tls.http_listen
 }
 
 // newGateway assembles a gateway from cfg and opens its listeners. extra
@@ -54,7 +55,7 @@ func newGateway(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) (
 	g.bal = balancer.New(g.store, balancer.Options{Logger: log})
 	g.check = healthcheck.New(g.store, healthcheck.Options{Logger: log})
 
-	if g.certs, err = wstls.NewProvider(wstls.Options{Files: certFiles(cfg), Certs: extra, Logger: log}); err != nil {
+	if g.certs, err = wstls.NewProvider(tlsOptions(cfg, extra, log)); err != nil {
 		return nil, err
 	}
 	g.proxy = proxy.New(proxy.Options{
@@ -75,6 +76,11 @@ func newGateway(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) (
 	if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 		g.proxyLn.Close()
 		return nil, fmt.Errorf("listen (admin): %w", err)
+	}
+	if g.httpLn, err = listenHTTP(cfg); err != nil {
+		g.proxyLn.Close()
+		g.adminLn.Close()
+		return nil, err
 	}
 	log.Info("config loaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
 		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)))
@@ -155,6 +161,7 @@ func (g *gateway) reload() {
 		return
 	}
 	g.proxy.SetRoutes(routes(cfg))
+	g.keepRestartOnlyTLS(cfg)
 	if cfg.Listen != g.cfg.Listen || cfg.Admin.Listen != g.cfg.Admin.Listen || cfg.Limits != g.cfg.Limits {
 		g.log.Warn("listen addresses and limits change only on restart; kept the running ones")
 	}
@@ -177,10 +184,16 @@ func (g *gateway) serve(ctx context.Context, reload <-chan os.Signal) error {
 	eg, egCtx := errgroup.WithContext(runCtx)
 	eg.Go(func() error { return g.bal.Run(egCtx) })
 	eg.Go(func() error { return g.check.Run(egCtx) })
+	eg.Go(func() error { return g.proxy.Run(egCtx) })
 	eg.Go(func() error {
 		return serveErr("TLS listener", proxySrv.Serve(tls.NewListener(proxy.NewListener(g.proxyLn), g.certs.TLSConfig())))
 	})
 	eg.Go(func() error { return serveErr("admin listener", adminSrv.Serve(g.adminLn)) })
+	var httpSrv *http.Server
+	if g.httpLn != nil {
+		httpSrv = g.httpServer()
+		eg.Go(func() error { return serveErr("HTTP listener", httpSrv.Serve(g.httpLn)) })
+	}
 
 	// Wait for a stop request, or for a server to fail, reloading on the
 	// way when asked to.
@@ -214,6 +227,9 @@ wait:
 			g.log.Warn("drain timeout reached; closed the remaining tunnels", slog.Duration("drain_timeout", g.cfg.Shutdown.DrainTimeout))
 		}
 	})
+	if httpSrv != nil {
+		drain.Go(func() { _ = httpSrv.Shutdown(drainCtx) })
+	}
 	drain.Wait()
 	_ = proxySrv.Close()
 	_ = adminSrv.Shutdown(drainCtx)

@@ -42,6 +42,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "wsgate: proxy listening on %s\n", g.proxyURL())
 	fmt.Fprintf(stdout, "wsgate: admin listening on %s\n", g.adminURL())
+	if g.httpLn != nil {
+		fmt.Fprintf(stdout, "wsgate: http listening on %s\n", g.httpURL())
+	}
 	// SIGHUP reloads the config file.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)

@@ -1,0 +1,83 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"reflect"
+	"strconv"
+	"time"
+
+	"github.com/wsgate/wsgate/config"
+	wstls "github.com/wsgate/wsgate/tls"
+)
+
+// Timeouts of the plain-HTTP listener (ACME HTTP-01 and the redirect to
+// https). Its requests are tiny; anything slow is a stuck or hostile client
+// holding a goroutine and a socket.
+const (
+	httpReadHeaderTimeout = 5 * time.Second
+	httpIdleTimeout       = 30 * time.Second
+	httpMaxHeaderBytes    = 8 << 10
+)
+
+// tlsOptions are the TLS provider's options for cfg. extra certificates
+// (the demo's in-memory one) are served after cfg's files.
+func tlsOptions(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) wstls.Options {
+	opts := wstls.Options{Files: certFiles(cfg), Certs: extra, Logger: log}
+	if _, port, err := net.SplitHostPort(cfg.Listen); err == nil {
+		opts.HTTPSPort, _ = strconv.Atoi(port)
+	}
+	if a := cfg.TLS.ACME; a != nil {
+		opts.ACME = &wstls.ACMEOptions{
+			Domains:         a.Domains,
+			Email:           a.Email,
+			CacheDir:        a.CacheDir,
+			DirectoryURL:    a.DirectoryURL,
+			DirectoryCAFile: a.DirectoryCAFile,
+			RenewBefore:     a.RenewBefore,
+		}
+	}
+	return opts
+}
+
+// listenHTTP opens tls.http_listen, or returns nil when it is not set.
+func listenHTTP(cfg *config.Config) (net.Listener, error) {
+	if cfg.TLS.HTTPListen == "" {
+		return nil, nil
+	}
+	ln, err := net.Listen("tcp", cfg.TLS.HTTPListen)
+	if err != nil {
+		return nil, fmt.Errorf("listen (HTTP): %w", err)
+	}
+	return ln, nil
+}
+
+// httpServer is the server of the plain-HTTP listener: ACME HTTP-01
+// challenges, and a 308 redirect of everything else to the TLS listener's
+// real port.
+func (g *gateway) httpServer() *http.Server {
+	port := g.proxyLn.Addr().(*net.TCPAddr).Port
+	return &http.Server{
+		Handler:           g.certs.HTTPHandler(wstls.RedirectToHTTPS(port)),
+		ReadHeaderTimeout: httpReadHeaderTimeout,
+		IdleTimeout:       httpIdleTimeout,
+		MaxHeaderBytes:    httpMaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(g.log.Handler(), slog.LevelDebug),
+	}
+}
+
+func (g *gateway) httpURL() string { return "http://" + g.httpLn.Addr().String() }
+
+// keepRestartOnlyTLS puts the running ACME settings and http_listen into
+// a reloaded cfg, and logs when the file changed them: the ACME manager
+// (its account, cache and in-flight orders) and the HTTP listener live as
+// long as the process.
+func (g *gateway) keepRestartOnlyTLS(cfg *config.Config) {
+	if !reflect.DeepEqual(cfg.TLS.ACME, g.cfg.TLS.ACME) || cfg.TLS.HTTPListen != g.cfg.TLS.HTTPListen {
+		g.log.Warn("tls.acme and tls.http_listen change only on restart; kept the running ones")
+	}
+	cfg.TLS.ACME, cfg.TLS.HTTPListen = g.cfg.TLS.ACME, g.cfg.TLS.HTTPListen
+}
