@@ -92,8 +92,11 @@ type Provider struct {
 	httpsPort int
 	unknown   logLimiter // for handshakes with no certificate to serve
 
-	reloadMu sync.Mutex // serialises Reload and SetFiles; guards files
-	set      atomic.Pointer[certSet]
+	reloadMu sync.Mutex // serialises Reload and SetFiles; guards files and stamps
+	// stamps are the files' stamps when they were last loaded (taken just
+	// before reading them), for Watch.
+	stamps []fileStamp
+	set    atomic.Pointer[certSet]
 }
 
 // NewProvider loads and checks every certificate in opts. It fails if any
@@ -272,13 +275,15 @@ func (p *Provider) Certificates() []CertInfo {
 	return infos
 }
 
-// loadFiles loads every pair in p.files and joins the errors of all that
+// loadFiles records the files' stamps, then loads every pair in p.files
+// and joins the errors of all that
 // fail.
 func (p *Provider) loadFiles(now time.Time) ([]*certEntry, error) {
 	var (
 		entries []*certEntry
 		errs    []error
 	)
+	p.stamps = stampFiles(p.files)
 	for _, f := range p.files {
 		e, err := loadFile(f, now)
 		if err != nil {

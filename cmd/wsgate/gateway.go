@@ -185,6 +185,7 @@ func (g *gateway) serve(ctx context.Context, reload <-chan os.Signal) error {
 	eg.Go(func() error { return g.bal.Run(egCtx) })
 	eg.Go(func() error { return g.check.Run(egCtx) })
 	eg.Go(func() error { return g.proxy.Run(egCtx) })
+	eg.Go(func() error { return g.certs.Watch(egCtx, 0) })
 	eg.Go(func() error {
 		return serveErr("TLS listener", proxySrv.Serve(tls.NewListener(proxy.NewListener(g.proxyLn), g.certs.TLSConfig())))
 	})

@@ -1,0 +1,95 @@
+package tls
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"syscall"
+	"time"
+)
+
+// DefaultWatchInterval is how often Watch looks at the certificate files.
+const DefaultWatchInterval = 5 * time.Second
+
+// fileStamp identifies one version of a file: what os.Stat says of it,
+// following symbolic links (a Kubernetes secret update swaps a symlink).
+type fileStamp struct {
+	ino     uint64
+	size    int64
+	modTime time.Time
+	err     bool
+}
+
+func stamp(path string) fileStamp {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{err: true}
+	}
+	s := fileStamp{size: fi.Size(), modTime: fi.ModTime()}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		s.ino = st.Ino
+	}
+	return s
+}
+
+// stampFiles returns the stamps of every certificate and key file.
+func stampFiles(files []CertFile) []fileStamp {
+	out := make([]fileStamp, 0, 2*len(files))
+	for _, f := range files {
+		out = append(out, stamp(f.CertFile), stamp(f.KeyFile))
+	}
+	return out
+}
+
+// changed reports whether the files differ from what was last loaded or
+// tried, and remembers what they are now.
+func (p *Provider) changed() bool {
+	p.reloadMu.Lock()
+	defer p.reloadMu.Unlock()
+	now := stampFiles(p.files)
+	if sameStamps(now, p.stamps) {
+		return false
+	}
+	p.stamps = now
+	return true
+}
+
+func sameStamps(a, b []fileStamp) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Watch reloads the certificate files when they change on disk (renewed by
+// certbot, or a Kubernetes secret update), checking every interval (0 means
+// DefaultWatchInterval), until ctx is done. A change that does not load —
+// a half-written file, a key that does not match, an expired certificate —
+// is logged and the old certificates stay in use; the next change is tried
+// again. It returns nil when ctx is done.
+func (p *Provider) Watch(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		interval = DefaultWatchInterval
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		if !p.changed() {
+			continue
+		}
+		p.logger.Info("certificate files changed; reloading")
+		if err := p.Reload(); err != nil {
+			p.logger.Error("certificate reload rejected; the old certificates stay in use", slog.Any("err", err))
+		}
+	}
+}
