@@ -153,6 +153,10 @@ type Limits struct {
 	// DialTimeout bounds the connection to a backend plus its answer to the
 	// forwarded upgrade.
 	DialTimeout time.Duration
+	// MaxConnections bounds the WebSocket connections (established and
+	// being set up) the proxy holds at once; more get 503. 0 (the default)
+	// means one derived at start from the file-descriptor limit.
+	MaxConnections int
 	// MaxAttempts is how many backends one upgrade is tried on before the
 	// client gets 503.
 	MaxAttempts int

@@ -22,7 +22,7 @@ var (
 	healthKeys      = []string{"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "expected_status"}
 	routeKeys       = []string{"host", "path_prefix", "pool", "allowed_origins"}
 	shutdownKeys    = []string{"drain_timeout"}
-	limitsKeys      = []string{"max_header_bytes", "header_timeout", "dial_timeout", "max_attempts"}
+	limitsKeys      = []string{"max_header_bytes", "header_timeout", "dial_timeout", "max_attempts", "max_connections"}
 )
 
 const (
@@ -520,6 +520,9 @@ func (d *decoder) limits(n *yaml.Node, path string, l *Limits) {
 	}
 	if v := f["dial_timeout"]; v != nil {
 		l.DialTimeout, _, _ = d.duration(v, join(path, "dial_timeout"))
+	}
+	if v := f["max_connections"]; v != nil {
+		l.MaxConnections, _ = d.integer(v, join(path, "max_connections"), 1, 0)
 	}
 	if v := f["max_attempts"]; v != nil {
 		l.MaxAttempts, _ = d.integer(v, join(path, "max_attempts"), 1, 10)

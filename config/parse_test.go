@@ -175,7 +175,7 @@ func TestParseGood(t *testing.T) {
 					{Host: "", PathPrefix: "/", Pool: "42"},
 				}
 				c.Shutdown.DrainTimeout = 90 * time.Second
-				c.Limits = Limits{MaxHeaderBytes: 1024, HeaderTimeout: 2 * time.Second, DialTimeout: 250 * time.Millisecond, MaxAttempts: 10}
+				c.Limits = Limits{MaxHeaderBytes: 1024, HeaderTimeout: 2 * time.Second, DialTimeout: 250 * time.Millisecond, MaxAttempts: 10, MaxConnections: 5000}
 			},
 		},
 		{

@@ -82,6 +82,12 @@ type Options struct {
 	// MaxAttempts is how many backends an upgrade is tried on before the
 	// client gets 503. Zero means DefaultMaxAttempts.
 	MaxAttempts int
+	// MaxConnections bounds the WebSocket connections held at once,
+	// established or being set up; more get 503 with Retry-After. Zero
+	// means no limit. Set it below the file-descriptor limit (each
+	// connection holds two) so that the proxy refuses politely instead of
+	// failing to accept.
+	MaxConnections int
 	// MaxHeaderBytes bounds a request's line and headers; more gets 431.
 	// Zero means DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
@@ -99,6 +105,7 @@ type Handler struct {
 	dialTimeout    time.Duration
 	maxAttempts    int
 	maxHeaderBytes int
+	maxConns       int
 	headerTimeout  time.Duration
 	log            *slog.Logger
 	// halfCloseLinger: see defaultHalfCloseLinger; tests shorten it.
@@ -110,9 +117,14 @@ type Handler struct {
 	parker     atomic.Pointer[parker] // set while Run runs
 
 	routes atomic.Pointer[[]Route] // sorted by match priority
-	dialer net.Dialer
-	plain  *httputil.ReverseProxy
-	conns  conns
+	inUse  atomic.Int64            // WebSocket connections held or being set up
+
+	// Rejections for the connection limit, logged at most once a second.
+	limitLogged   atomic.Int64 // unix seconds of the last log line
+	limitRejected atomic.Int64 // rejections since then
+	dialer        net.Dialer
+	plain         *httputil.ReverseProxy
+	conns         conns
 }
 
 // New returns a Handler. It starts no goroutine.
@@ -123,6 +135,7 @@ func New(opts Options) *Handler {
 		dialTimeout:    cmp.Or(opts.DialTimeout, DefaultDialTimeout),
 		maxAttempts:    cmp.Or(opts.MaxAttempts, DefaultMaxAttempts),
 		maxHeaderBytes: cmp.Or(opts.MaxHeaderBytes, DefaultMaxHeaderBytes),
+		maxConns:       opts.MaxConnections,
 		headerTimeout:  cmp.Or(opts.HeaderTimeout, DefaultHeaderTimeout),
 		log:            opts.Logger,
 
@@ -200,14 +213,35 @@ func (h *Handler) reject(w http.ResponseWriter, r *http.Request, status int, rea
 		slog.String(keyRemoteAddr, r.RemoteAddr),
 		slog.String(keyHost, r.Host),
 		slog.String(keyPath, r.URL.Path))
+	if status == http.StatusBadRequest && r.Header.Get("Sec-WebSocket-Version") != "13" {
+		w.Header().Set("Sec-WebSocket-Version", "13")
+	}
+	h.rejectQuietly(w, status, reason)
+}
+
+// limitReached logs a rejection for the connection limit, at most once a
+// second, with the number of rejections since the last line.
+func (h *Handler) limitReached(r *http.Request) {
+	n := h.limitRejected.Add(1)
+	now := time.Now().Unix()
+	last := h.limitLogged.Load()
+	if now == last || !h.limitLogged.CompareAndSwap(last, now) {
+		return
+	}
+	h.limitRejected.Add(-n)
+	h.log.Warn("connection limit reached; upgrade refused",
+		slog.Int("max_connections", h.maxConns),
+		slog.Int64("refused", n),
+		slog.String(keyRemoteAddr, r.RemoteAddr))
+}
+
+// rejectQuietly answers like reject without a log line of its own.
+func (h *Handler) rejectQuietly(w http.ResponseWriter, status int, reason string) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/plain; charset=utf-8")
 	hdr.Set("X-Content-Type-Options", "nosniff")
 	if status == http.StatusServiceUnavailable {
 		hdr.Set("Retry-After", retryAfter)
-	}
-	if status == http.StatusBadRequest && r.Header.Get("Sec-WebSocket-Version") != "13" {
-		hdr.Set("Sec-WebSocket-Version", "13")
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(http.StatusText(status) + ": " + reason + "\n"))

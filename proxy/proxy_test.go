@@ -404,3 +404,36 @@ func TestCloseIsPropagated(t *testing.T) {
 		}
 	})
 }
+
+func TestMaxConnections(t *testing.T) {
+	b := newTestBackend(t, "b")
+	p := startProxy(t, Options{MaxConnections: 3}, backendSpec{addr: b.addr})
+	var held []*websocket.Conn
+	for range 3 {
+		c, _ := p.dial(t, "/ws", nil)
+		held = append(held, c)
+	}
+	_, resp, err := p.dialer().Dial(p.url("/ws"), nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("Dial() over the limit = %v, %v; want 503 with Retry-After", resp, err)
+	}
+	// A closed connection frees its place.
+	held[0].Close()
+	waitFor(t, "the place to be freed", func() bool { return p.h.inUse.Load() == 2 })
+	c, _ := p.dial(t, "/ws", nil)
+	if err := c.WriteMessage(websocket.TextMessage, []byte("fits")); err != nil {
+		t.Fatal(err)
+	}
+	// Failed upgrades give their place back too.
+	b.setStatus(http.StatusServiceUnavailable)
+	held[1].Close()
+	waitFor(t, "the place to be freed", func() bool { return p.h.inUse.Load() == 2 })
+	for range 5 {
+		if _, resp, _ := p.dialer().Dial(p.url("/ws"), nil); resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("Dial() with the backend refusing = %v, want 503", resp)
+		}
+	}
+	if got := p.h.inUse.Load(); got != 2 {
+		t.Errorf("connections counted after failed upgrades = %d, want 2", got)
+	}
+}

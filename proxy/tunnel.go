@@ -112,6 +112,7 @@ func (t *tunnel) finish() {
 	t.close()
 	t.lease.Release()
 	t.h.conns.remove(t)
+	t.h.inUse.Add(-1)
 	t.h.log.Debug("tunnel closed",
 		slog.String(keyPool, t.pool),
 		slog.String(keyBackend, t.lease.Address),

@@ -106,6 +106,21 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route
 		return
 	}
 
+	// Counted from here, so that upgrades being set up count against the
+	// limit too; the tunnel takes the count over once it starts.
+	if n := h.inUse.Add(1); h.maxConns > 0 && n > int64(h.maxConns) {
+		h.inUse.Add(-1)
+		h.limitReached(r)
+		h.rejectQuietly(w, http.StatusServiceUnavailable, "connection limit reached")
+		return
+	}
+	started := false
+	defer func() {
+		if !started {
+			h.inUse.Add(-1)
+		}
+	}()
+
 	t := &tunnel{h: h, pool: rt.Pool, remoteAddr: r.RemoteAddr, begun: time.Now()}
 	var (
 		tried   []string
@@ -118,7 +133,7 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route
 		addr := t.lease.Address
 		backendConn, br, resp, err := h.forwardUpgrade(r.Context(), r, addr)
 		if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
-			h.completeUpgrade(w, r, t, backendConn, br, resp)
+			started = h.completeUpgrade(w, r, t, backendConn, br, resp)
 			return
 		}
 		if err == nil {
@@ -282,8 +297,8 @@ func (h *Handler) relayResponse(w http.ResponseWriter, resp *http.Response) {
 }
 
 // completeUpgrade hijacks the client connection, relays the backend's 101
-// and runs the tunnel until both sides are closed.
-func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tunnel, backendConn net.Conn, br *bufio.Reader, resp *http.Response) {
+// and starts the tunnel. It reports whether the tunnel started.
+func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tunnel, backendConn net.Conn, br *bufio.Reader, resp *http.Response) bool {
 	clientConn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		t.lease.Release()
@@ -291,7 +306,7 @@ func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tun
 		_ = backendConn.Close()
 		h.log.Error("hijack client connection", slog.Any(keyErr, err))
 		http.Error(w, "cannot upgrade", http.StatusInternalServerError)
-		return
+		return false
 	}
 	_ = clientConn.SetDeadline(time.Time{})
 	t.attach(clientConn, backendConn)
@@ -322,9 +337,10 @@ func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tun
 		t.lease.Release()
 		h.conns.remove(t)
 		h.log.Debug("tunnel setup", slog.Any(keyErr, err), slog.String(keyRemoteAddr, r.RemoteAddr))
-		return
+		return false
 	}
 	t.start()
+	return true
 }
 
 // flushBuffered writes bytes the backend sent after its 101 (read into br

@@ -65,6 +65,7 @@ func newGateway(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) (
 		DialTimeout:    cfg.Limits.DialTimeout,
 		MaxAttempts:    cfg.Limits.MaxAttempts,
 		MaxHeaderBytes: cfg.Limits.MaxHeaderBytes,
+		MaxConnections: connectionLimit(cfg.Limits.MaxConnections, log),
 		HeaderTimeout:  cfg.Limits.HeaderTimeout,
 		Logger:         log,
 	})

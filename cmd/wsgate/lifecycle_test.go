@@ -353,3 +353,19 @@ func TestReload(t *testing.T) {
 		}
 	}
 }
+
+func TestConnectionLimit(t *testing.T) {
+	_, a := startBackend(t, "a")
+	g := startGate(t, []string{a}, "limits:\n  max_connections: 2\n")
+	for range 2 {
+		g.dial(t, "/ws")
+	}
+	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: g.roots, ServerName: "localhost"}, HandshakeTimeout: 5 * time.Second}
+	_, resp, err := d.Dial("wss://"+g.proxyAddr+"/ws", nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("third Dial() = %v, %v; want 503 at max_connections 2", resp, err)
+	}
+	waitFor(t, "the refusal to be logged", func() bool {
+		return strings.Contains(g.Stderr.String(), "connection limit reached")
+	})
+}
