@@ -31,6 +31,8 @@ const (
 	bufSize = 32 << 10
 
 	tlsRecordHeader = 5
+	// maxRecordPlaintext is the most plaintext one TLS record carries.
+	maxRecordPlaintext = 16 << 10
 )
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
@@ -132,6 +134,10 @@ type recordConn struct {
 	bp   *[]byte // buffered socket bytes buf[r:w], nil when empty
 	r, w int
 
+	// noWait makes Read fail with errWouldBlock instead of waiting for
+	// the socket.
+	noWait bool
+
 	hdr    [tlsRecordHeader]byte
 	hdrN   int // bytes of the current record header seen
 	remain int // bytes of the current record body not yet returned
@@ -154,10 +160,24 @@ func recordConnOf(c net.Conn) *recordConn {
 	return nil
 }
 
+// errWouldBlock is recordConn.Read's answer under noWait when nothing is
+// buffered. It is a temporary net.Error, which crypto/tls does not keep as
+// the connection's error.
+var errWouldBlock net.Error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "proxy: read would block" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
 // fill waits for socket data when nothing is buffered.
 func (c *recordConn) fill() error {
 	if c.bp != nil {
 		return nil
+	}
+	if c.noWait {
+		return errWouldBlock
 	}
 	bp, n, err := c.sr.next()
 	if err != nil {

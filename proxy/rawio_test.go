@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -121,5 +122,16 @@ func TestSockReader(t *testing.T) {
 	client.Close()
 	if _, _, err := sr.next(); err != io.EOF {
 		t.Errorf("next() after close = %v, want io.EOF", err)
+	}
+}
+
+func TestRecordConnNoWait(t *testing.T) {
+	_, server := tcpPair(t)
+	rc := newRecordConn(server)
+	rc.noWait = true
+	_, err := rc.Read(make([]byte, 10))
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() || err != errWouldBlock {
+		t.Fatalf("Read() under noWait with nothing buffered = %v, want errWouldBlock (a timeout net.Error)", err)
 	}
 }

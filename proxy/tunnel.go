@@ -257,6 +257,25 @@ func (c *copier) next() (*[]byte, int, error) {
 	}
 	bp := getBuf()
 	n, err := c.src.Read(*bp)
+	// Over a recordConn each Read decrypts one record; when whole records
+	// are already waiting, read them too, so that one write relays them
+	// (a 16 KiB message spans two records). There must be room for a whole
+	// record, or crypto/tls would keep the rest of it where rc.pending
+	// cannot see it.
+	// A record without data (a TLS 1.3 KeyUpdate, say) makes crypto/tls
+	// read on: noWait turns that into a temporary error instead of a wait
+	// that would hold back the bytes already read.
+	for err == nil && c.rc != nil && c.rc.pending() && len(*bp)-n >= maxRecordPlaintext {
+		var k int
+		c.rc.noWait = true
+		k, err = c.src.Read((*bp)[n:])
+		c.rc.noWait = false
+		n += k
+		if errors.Is(err, errWouldBlock) {
+			err = nil
+			break
+		}
+	}
 	if n == 0 {
 		putBuf(bp)
 		bp = nil

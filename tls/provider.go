@@ -183,6 +183,11 @@ func (p *Provider) TLSConfig() *tls.Config {
 		},
 		NextProtos:     p.nextProtos(),
 		GetCertificate: p.getCertificate,
+		// crypto/tls otherwise sends the first 128 KiB of every connection
+		// in records of about one TCP segment, growing, to speed up the
+		// first paint of web pages. A WebSocket proxy relays messages, and
+		// small records only multiply its record seals and system calls.
+		DynamicRecordSizingDisabled: true,
 	}
 }
 
