@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/tls"
 	"io"
@@ -435,5 +436,38 @@ func TestMaxConnections(t *testing.T) {
 	}
 	if got := p.h.inUse.Load(); got != 2 {
 		t.Errorf("connections counted after failed upgrades = %d, want 2", got)
+	}
+}
+
+func TestPipelinedFramesReachTheBackend(t *testing.T) {
+	b := newTestBackend(t, "b")
+	p := startProxy(t, Options{}, backendSpec{addr: b.addr})
+	conn, err := tls.Dial("tcp", p.addr, &tls.Config{RootCAs: p.roots, ServerName: "localhost", DynamicRecordSizingDisabled: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The request and a masked text frame in one write and one TLS record
+	// without waiting for the 101; the frame is bigger than net/http's
+	// 4 KiB read buffer, so part of it stays decrypted inside crypto/tls.
+	msg := frame(true, 1, 12000, true)
+	req := "GET /ws HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+	if _, err := conn.Write(append([]byte(req), msg...)); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade = %v, %v; want 101", resp, err)
+	}
+	// The echo of the pipelined frame comes back without the client
+	// sending anything more.
+	hdr := make([]byte, 4)
+	if _, err := io.ReadFull(br, hdr); err != nil {
+		t.Fatalf("no echo of the pipelined frame: %v", err)
+	}
+	if got := int(hdr[2])<<8 | int(hdr[3]); hdr[0] != 0x81 || got != 12000 {
+		t.Errorf("echo header = % x, want a 12000-byte text frame", hdr)
 	}
 }

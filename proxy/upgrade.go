@@ -332,6 +332,9 @@ func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tun
 	if err == nil {
 		err = forwardBuffered(backendConn, brw.Reader, t.up)
 	}
+	if err == nil {
+		err = forwardDecrypted(backendConn, clientConn, t.up)
+	}
 	if err != nil {
 		t.close()
 		t.lease.Release()
@@ -354,6 +357,37 @@ func flushBuffered(bw *bufio.Writer, br *bufio.Reader, c *copier) error {
 		c.relayed(b)
 	}
 	return bw.Flush()
+}
+
+// forwardDecrypted relays plaintext that crypto/tls decrypted but nobody
+// read yet: a client that sends frames right behind its request (before
+// the 101, which RFC 6455 forbids but clients do) can leave the rest of a
+// record there, read by net/http's buffered reader or its background
+// read. The tunnel waits on the socket, so such bytes must go now. Reads
+// run with noWait: only what is already decrypted or buffered comes out.
+func forwardDecrypted(dst, client net.Conn, c *copier) error {
+	if c.rc == nil {
+		return nil
+	}
+	bp := getBuf()
+	defer putBuf(bp)
+	for {
+		c.rc.noWait = true
+		n, err := client.Read(*bp)
+		c.rc.noWait = false
+		if n > 0 {
+			if _, werr := dst.Write((*bp)[:n]); werr != nil {
+				return werr
+			}
+			c.relayed((*bp)[:n])
+		}
+		if err != nil || n == 0 {
+			if errors.Is(err, errWouldBlock) {
+				return nil
+			}
+			return err
+		}
+	}
 }
 
 // forwardBuffered writes bytes the client sent after its request (read
