@@ -122,13 +122,13 @@ func (h *Handler) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			// Resume every parked copier, so that nothing is left without
-			// a goroutine, then stop the parker.
+			// Refuse new parking first, then resume every parked copier,
+			// so that nothing is left without a goroutine.
 			h.parker.Store(nil)
+			p.stop()
 			for _, c := range p.all() {
 				c.resume()
 			}
-			p.stop()
 			<-done
 			p.close()
 			return nil
