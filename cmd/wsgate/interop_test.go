@@ -6,11 +6,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
 )
 
 // pythonWithWebsockets returns a python3 that can import websockets
@@ -39,39 +36,11 @@ func TestPythonBackendsBehindWsgate(t *testing.T) {
 	server := filepath.Join("testdata", "python", "echo_server.py")
 	a := start(t, py, server, "py-a")
 	addrA := a.WaitLine("listening on")
-	b := start(t, py, server, "py-b")
-	addrB := b.WaitLine("listening on")
+	addrB := start(t, py, server, "py-b").WaitLine("listening on")
 	g := startGate(t, []string{addrA, addrB}, "")
-
-	var onA []*websocket.Conn
-	for range 4 {
-		c, id := g.dial(t, "/ws")
-		echo(t, c, "to "+id)
-		if id == "py-a" {
-			onA = append(onA, c)
-		}
-	}
-	if len(onA) != 2 {
-		t.Fatalf("%d of 4 connections on py-a, want 2", len(onA))
-	}
 	// websockets closes its connections with 1001 when it shuts down; the
 	// code passes through wsgate unchanged.
-	a.Signal(syscall.SIGTERM)
-	for i, c := range onA {
-		if code := closeCode(t, c); code != websocket.CloseGoingAway {
-			t.Errorf("client %d: close code %d, want 1001 from the Python server", i, code)
-		}
-	}
-	if code := a.Exit(10 * time.Second); code != 0 {
-		t.Errorf("python server exit code = %d, want 0", code)
-	}
-	for range 3 {
-		c, id := g.dial(t, "/ws")
-		if id != "py-b" {
-			t.Errorf("reconnect went to %q, want py-b", id)
-		}
-		echo(t, c, "again")
-	}
+	backendShutdownReachesClients(t, g, a, "py-a", "py-b")
 }
 
 func TestPythonClientRetriesThrough503(t *testing.T) {

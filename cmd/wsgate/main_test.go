@@ -319,29 +319,38 @@ func TestBackendShutdownReachesClients(t *testing.T) {
 	b1, addr1 := startBackend(t, "one")
 	_, addr2 := startBackend(t, "two")
 	g := startGate(t, []string{addr1, addr2}, "")
+	backendShutdownReachesClients(t, g, b1, "one", "two")
+}
 
-	var onOne []*websocket.Conn
-	for len(onOne) < 3 {
+// backendShutdownReachesClients holds two connections on the backend
+// victim (whose X-Backend-Id is victimID), sends it SIGTERM and checks that
+// its clients get its 1001 through wsgate, that it exits 0, and that
+// reconnects land on the backend otherID.
+func backendShutdownReachesClients(t *testing.T, g *gate, victim *proc, victimID, otherID string) {
+	t.Helper()
+	var onVictim []*websocket.Conn
+	for len(onVictim) < 2 {
 		c, id := g.dial(t, "/ws")
-		if id == "one" {
-			onOne = append(onOne, c)
+		echo(t, c, "to "+id)
+		if id == victimID {
+			onVictim = append(onVictim, c)
 		}
 	}
-	b1.Signal(syscall.SIGTERM)
-	for i, c := range onOne {
+	victim.Signal(syscall.SIGTERM)
+	for i, c := range onVictim {
 		if code := closeCode(t, c); code != websocket.CloseGoingAway {
-			t.Errorf("client %d close code = %d, want 1001 sent by the backend", i, code)
+			t.Errorf("client %d: close code %d, want 1001 from backend %s", i, code, victimID)
 		}
 	}
-	if code := b1.Exit(5 * time.Second); code != 0 {
-		t.Errorf("backend exit code = %d, want 0", code)
+	if code := victim.Exit(10 * time.Second); code != 0 {
+		t.Errorf("backend %s exit code = %d, want 0", victimID, code)
 	}
 	// Reconnecting lands on the other backend (the first refuses, and is
 	// skipped).
-	for range 5 {
+	for range 3 {
 		c, id := g.dial(t, "/ws")
-		if id != "two" {
-			t.Errorf("reconnect went to %q, want two", id)
+		if id != otherID {
+			t.Errorf("reconnect went to %q, want %s", id, otherID)
 		}
 		echo(t, c, "again")
 	}
