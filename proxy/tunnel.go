@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -113,7 +114,9 @@ func (t *tunnel) finish() {
 	t.lease.Release()
 	t.h.conns.remove(t)
 	t.h.inUse.Add(-1)
-	t.h.log.Debug("tunnel closed",
+	// LogAttrs checks the level before anything is boxed: this runs once
+	// per connection, usually with debug logging off.
+	t.h.log.LogAttrs(context.Background(), slog.LevelDebug, "tunnel closed",
 		slog.String(keyPool, t.pool),
 		slog.String(keyBackend, t.lease.Address),
 		slog.String(keyRemoteAddr, t.remoteAddr),

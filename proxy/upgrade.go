@@ -97,7 +97,16 @@ func validKey(key string) bool {
 // means "try another backend" (a websockets server that is closing says so).
 var errBackendUnavailable = errors.New("proxy: backend answered 503")
 
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+// putReader returns br to its pool without the connection it read from.
+func putReader(br *bufio.Reader) {
+	br.Reset(nil)
+	readerPool.Put(br)
+}
+
+var (
+	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 2048) }}
+)
 
 // serveUpgrade proxies one WebSocket upgrade.
 func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route) {
@@ -140,7 +149,7 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route
 			// A real answer other than 101 and 503: the client gets it.
 			t.lease.Release()
 			h.relayResponse(w, resp)
-			readerPool.Put(br)
+			putReader(br)
 			_ = backendConn.Close()
 			return
 		}
@@ -182,9 +191,13 @@ func (h *Handler) forwardUpgrade(ctx context.Context, r *http.Request, addr stri
 	// One deadline for writing the request and reading the answer.
 	_ = conn.SetDeadline(time.Now().Add(h.dialTimeout))
 
-	bw := bufio.NewWriterSize(conn, 2048)
+	bw := writerPool.Get().(*bufio.Writer)
+	bw.Reset(conn)
 	writeUpgradeRequest(bw, r)
-	if err := bw.Flush(); err != nil {
+	err = bw.Flush()
+	bw.Reset(nil)
+	writerPool.Put(bw)
+	if err != nil {
 		_ = conn.Close()
 		return nil, nil, nil, fmt.Errorf("write upgrade to %s: %w", addr, err)
 	}
@@ -192,13 +205,13 @@ func (h *Handler) forwardUpgrade(ctx context.Context, r *http.Request, addr stri
 	br.Reset(conn)
 	resp, err := http.ReadResponse(br, r)
 	if err != nil {
-		readerPool.Put(br)
+		putReader(br)
 		_ = conn.Close()
 		return nil, nil, nil, fmt.Errorf("read upgrade response from %s: %w", addr, err)
 	}
 	if resp.StatusCode == http.StatusServiceUnavailable {
 		_ = resp.Body.Close()
-		readerPool.Put(br)
+		putReader(br)
 		_ = conn.Close()
 		return nil, nil, nil, fmt.Errorf("%w (%s)", errBackendUnavailable, addr)
 	}
@@ -302,7 +315,7 @@ func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tun
 	clientConn, brw, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		t.lease.Release()
-		readerPool.Put(br)
+		putReader(br)
 		_ = backendConn.Close()
 		h.log.Error("hijack client connection", slog.Any(keyErr, err))
 		http.Error(w, "cannot upgrade", http.StatusInternalServerError)
@@ -327,7 +340,7 @@ func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tun
 	}
 	bw.WriteString("\r\n")
 	err = flushBuffered(bw, br, t.down)
-	readerPool.Put(br)
+	putReader(br)
 	// Whatever the client sent after its request goes to the backend first.
 	if err == nil {
 		err = forwardBuffered(backendConn, brw.Reader, t.up)
@@ -339,7 +352,7 @@ func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tun
 		t.close()
 		t.lease.Release()
 		h.conns.remove(t)
-		h.log.Debug("tunnel setup", slog.Any(keyErr, err), slog.String(keyRemoteAddr, r.RemoteAddr))
+		h.log.LogAttrs(r.Context(), slog.LevelDebug, "tunnel setup", slog.Any(keyErr, err), slog.String(keyRemoteAddr, r.RemoteAddr))
 		return false
 	}
 	t.start()
