@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -89,8 +90,9 @@ type Server struct {
 	origins      []string
 	log          *slog.Logger
 
-	mux      *http.ServeMux
-	upgrader websocket.Upgrader
+	mux       *http.ServeMux
+	upgrader  websocket.Upgrader
+	writeBufs sync.Pool // gorilla write buffers, borrowed per message
 
 	// drain is closed when Serve's context ends. Every writePump watches it
 	// and sends its peer a 1001 close frame; ServeHTTP answers 503 from then on.
@@ -132,6 +134,11 @@ func New(opts Options) *Server {
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: writeWait,
 		CheckOrigin:      s.checkOrigin,
+		// Messages up to 32 KiB go out as one frame (gorilla frames by its
+		// write buffer, 4 KiB by default). The buffer comes from a pool
+		// while a message is written, so an idle connection holds none.
+		WriteBufferSize: 32 << 10,
+		WriteBufferPool: &s.writeBufs,
 		// No Subprotocols: the echo and chat protocols need none, and a
 		// server must not claim one it does not speak.
 	}
