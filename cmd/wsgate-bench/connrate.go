@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"sync"
 	"time"
 )
 
@@ -10,24 +9,7 @@ import (
 // connection: TCP connect, full TLS handshake, upgrade, one echo, close
 // handshake, TCP close. The latency is that of the whole sequence.
 func (b *bench) runConnRate(ctx context.Context, res *Result) {
-	stopCtx, stop := context.WithCancel(ctx)
-	hardCtx, hard := context.WithCancel(context.Background())
-	defer hard()
-
-	hists := make([]*histogram, b.opts.conns)
-	var wg sync.WaitGroup
-	for i := range hists {
-		h := newHistogram()
-		hists[i] = h
-		wg.Go(func() { b.handshakeLoop(stopCtx, hardCtx, h) })
-	}
-	b.win = b.measure(ctx, "handshake")
-	b.stopWorkers(&wg, stop, hard)
-
-	all := newHistogram()
-	for _, h := range hists {
-		all.merge(h)
-	}
+	all := b.runWorkers(ctx, "handshake", b.handshakeLoop)
 	res.DurationS = round(b.win.seconds(), 3)
 	res.Handshakes = b.count.Load()
 	res.HandshakesPerS = rate(res.Handshakes, b.win.seconds())

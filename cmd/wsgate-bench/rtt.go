@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -11,24 +10,9 @@ import (
 // runRTT runs -c closed loops: each sends one message and waits for its
 // echo before sending the next, so the rate is bounded by the round trip.
 func (b *bench) runRTT(ctx context.Context, res *Result) {
-	stopCtx, stop := context.WithCancel(ctx)
-	hardCtx, hard := context.WithCancel(context.Background())
-	defer hard()
-
-	hists := make([]*histogram, b.opts.conns)
-	var wg sync.WaitGroup
-	for i := range hists {
-		h := newHistogram()
-		hists[i] = h
-		wg.Go(func() { b.keepConnected(stopCtx, hardCtx, func(c *websocket.Conn) error { return b.rttSession(c, h) }) })
-	}
-	b.win = b.measure(ctx, "msg")
-	b.stopWorkers(&wg, stop, hard)
-
-	all := newHistogram()
-	for _, h := range hists {
-		all.merge(h)
-	}
+	all := b.runWorkers(ctx, "msg", func(stop, hard context.Context, h *histogram) {
+		b.keepConnected(stop, hard, func(c *websocket.Conn) error { return b.rttSession(c, h) })
+	})
 	res.DurationS = round(b.win.seconds(), 3)
 	res.Messages = b.count.Load()
 	res.MsgsPerS = rate(res.Messages, b.win.seconds())

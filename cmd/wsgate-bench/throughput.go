@@ -14,19 +14,9 @@ import (
 // flight: a writer goroutine sends whenever the window has room, a reader
 // goroutine takes the echoes and makes room again.
 func (b *bench) runThroughput(ctx context.Context, res *Result) {
-	stopCtx, stop := context.WithCancel(ctx)
-	hardCtx, hard := context.WithCancel(context.Background())
-	defer hard()
-
-	var wg sync.WaitGroup
-	for range b.opts.conns {
-		wg.Go(func() {
-			b.keepConnected(stopCtx, hardCtx, func(c *websocket.Conn) error { return b.throughputSession(stopCtx, c) })
-		})
-	}
-	b.win = b.measure(ctx, "msg")
-	b.stopWorkers(&wg, stop, hard)
-
+	b.runWorkers(ctx, "msg", func(stop, hard context.Context, _ *histogram) {
+		b.keepConnected(stop, hard, func(c *websocket.Conn) error { return b.throughputSession(stop, c) })
+	})
 	res.DurationS = round(b.win.seconds(), 3)
 	res.Messages = b.count.Load()
 	res.MsgsPerS = rate(res.Messages, b.win.seconds())
