@@ -20,6 +20,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsgate/wsgate/balancer"
+	"github.com/wsgate/wsgate/internal/proctest"
 	"github.com/wsgate/wsgate/registry"
 	wstls "github.com/wsgate/wsgate/tls"
 )
@@ -165,16 +166,7 @@ func (tb *testBackend) header() http.Header {
 }
 
 // refusingAddr returns a loopback address where nothing listens.
-func refusingAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+func refusingAddr(t *testing.T) string { return proctest.UnusedAddr(t) }
 
 // testProxy is a Handler served over real TLS on 127.0.0.1.
 type testProxy struct {

@@ -1,13 +1,14 @@
 package main
 
 import (
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/proctest"
 )
 
 // pythonWithWebsockets returns a python3 that can import websockets
@@ -61,14 +62,5 @@ func TestPythonClientRetriesThrough503(t *testing.T) {
 	}
 }
 
-// refusingAddr returns a loopback address where nothing listens (for now).
-func refusingAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+// refusingAddr returns a loopback address where nothing listens.
+func refusingAddr(t *testing.T) string { return proctest.UnusedAddr(t) }

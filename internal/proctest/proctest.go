@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,4 +163,17 @@ func (p *Proc) Exit(d time.Duration) int {
 		p.t.Fatalf("%s: %v", p.Cmd.Path, p.err)
 		return -1
 	}
+}
+
+// UnusedAddr returns a loopback TCP address where nothing listens: it was
+// free a moment ago, so a dial to it is refused (until something takes it).
+func UnusedAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
 }
