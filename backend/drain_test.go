@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsgate/wsgate/backend"
+	"github.com/wsgate/wsgate/internal/proctest"
 )
 
 func TestDrain(t *testing.T) {
@@ -123,11 +124,7 @@ func TestDrainWithoutConnections(t *testing.T) {
 func TestUnixSocket(t *testing.T) {
 	t.Parallel()
 	// A short directory: unix socket paths are limited to about 100 bytes.
-	dir, err := os.MkdirTemp("", "wsgate-backend")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := proctest.SocketDir(t)
 	path := filepath.Join(dir, "b.sock")
 	ln, err := net.Listen("unix", path)
 	if err != nil {

@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
 
 	"go.uber.org/goleak"
 
+	"github.com/wsgate/wsgate/internal/proctest"
 	"github.com/wsgate/wsgate/registry"
 )
 
@@ -133,17 +133,8 @@ func TestReleaseIsIdempotent(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or a deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds, failing the test after a while.
+var waitFor = proctest.WaitFor
 
 func TestRunFollowsRegistry(t *testing.T) {
 	b, s := newBalancer(t, Options{}, pool("app", 1, 1))

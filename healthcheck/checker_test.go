@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/wsgate/wsgate/internal/proctest"
 	"github.com/wsgate/wsgate/registry"
 )
 
@@ -283,11 +283,7 @@ func TestHTTPProbe(t *testing.T) {
 	defer srv.Close()
 	addr := srv.Listener.Addr().String()
 
-	dir, err := os.MkdirTemp("", "hc")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
+	dir := proctest.SocketDir(t)
 	sock := filepath.Join(dir, "b.sock")
 	uln, err := net.Listen("unix", sock)
 	if err != nil {

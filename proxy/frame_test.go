@@ -3,6 +3,7 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
+	"slices"
 	"testing"
 )
 
@@ -84,7 +85,7 @@ func TestFrameTracker(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, step := range []int{1, 2, 3, 7, 1 << 20} {
 				got, tr := boundaries(tc.stream, step)
-				if !equalInts(got, tc.want) {
+				if !slices.Equal(got, tc.want) {
 					t.Errorf("step %d: boundaries = %v, want %v", step, got, tc.want)
 				}
 				if tr.closed != tc.wantClosed || tr.broken != tc.wantBroken {
@@ -93,18 +94,6 @@ func TestFrameTracker(t *testing.T) {
 			}
 		})
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestCloseFrame(t *testing.T) {
@@ -149,7 +138,7 @@ func FuzzFrameHeader(f *testing.F) {
 		}
 		whole, trWhole := boundaries(stream, len(stream)+1)
 		split, trSplit := boundaries(stream, step)
-		if !equalInts(whole, split) {
+		if !slices.Equal(whole, split) {
 			t.Fatalf("boundaries whole %v, in chunks of %d %v", whole, step, split)
 		}
 		if trWhole.closed != trSplit.closed || trWhole.broken != trSplit.broken {

@@ -49,11 +49,7 @@ func newTestBackend(t *testing.T, id string) *testBackend {
 
 func newUnixTestBackend(t *testing.T, id string) *testBackend {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "wsgate")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := proctest.SocketDir(t)
 	sock := filepath.Join(dir, "b.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
@@ -306,14 +302,5 @@ func (p *testProxy) rawRequest(t *testing.T, req string) *http.Response {
 	return resp
 }
 
-// waitFor polls cond until it holds or fails the test after a deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds, failing the test after a while.
+var waitFor = proctest.WaitFor

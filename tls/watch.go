@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"os"
+	"slices"
 	"syscall"
 	"time"
 )
@@ -47,22 +48,10 @@ func (p *Provider) changed() bool {
 	p.reloadMu.Lock()
 	defer p.reloadMu.Unlock()
 	now := stampFiles(p.files)
-	if sameStamps(now, p.stamps) {
+	if slices.Equal(now, p.stamps) {
 		return false
 	}
 	p.stamps = now
-	return true
-}
-
-func sameStamps(a, b []fileStamp) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
 	return true
 }
 

@@ -148,11 +148,7 @@ func TestSignalDrains(t *testing.T) {
 
 func TestUnixSocketListen(t *testing.T) {
 	t.Parallel()
-	dir, err := os.MkdirTemp("", "wsgate-backend")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := proctest.SocketDir(t)
 	path := filepath.Join(dir, "b.sock")
 
 	// Leave a stale socket file behind, as a crashed process would.
@@ -203,11 +199,7 @@ func TestStartupErrors(t *testing.T) {
 	}
 	t.Cleanup(func() { busy.Close() })
 
-	dir, err := os.MkdirTemp("", "wsgate-backend")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := proctest.SocketDir(t)
 	regular := filepath.Join(dir, "file")
 	if err := os.WriteFile(regular, nil, 0o600); err != nil {
 		t.Fatal(err)

@@ -303,17 +303,8 @@ func TestRunBalancesAndStops(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds, or fails the test after 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
+// waitFor polls cond until it holds, failing the test after a while.
+var waitFor = proctest.WaitFor
 
 func TestBackendShutdownReachesClients(t *testing.T) {
 	b1, addr1 := startBackend(t, "one")

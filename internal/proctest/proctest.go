@@ -177,3 +177,29 @@ func UnusedAddr(t testing.TB) string {
 	ln.Close()
 	return addr
 }
+
+// SocketDir returns a new directory for unix sockets, removed when the
+// test ends. It is made under the system temp directory rather than
+// t.TempDir, whose long paths can exceed the ~100 bytes a socket path may
+// have.
+func SocketDir(t testing.TB) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "wsgate")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// WaitFor polls cond until it holds, failing the test after 10 seconds.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
