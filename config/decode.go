@@ -144,13 +144,8 @@ func (d *decoder) acme(n *yaml.Node, path string) *ACME {
 		d.missing(n, join(path, "domains"), "list the names to obtain certificates for, such as domains: [ws.example.com]; no other name is ever asked of the CA")
 	}
 	if v := f["email"]; v != nil {
-		s, sn, ok := d.str(v, join(path, "email"), "a contact address such as ops@example.com")
-		if ok {
-			if problem := checkEmail(s); problem != "" {
-				d.errorf(sn, join(path, "email"), "invalid email %q: %s; write an address such as ops@example.com", s, problem)
-			}
-		}
-		a.Email = s
+		a.Email, _ = d.checkedStr(v, join(path, "email"), "a contact address such as ops@example.com",
+			"email", checkEmail, "; write an address such as ops@example.com")
 	}
 	if v := f["cache_dir"]; v != nil {
 		s, sn, ok := d.str(v, join(path, "cache_dir"), "a directory path such as /var/lib/wsgate/acme")
@@ -167,13 +162,8 @@ func (d *decoder) acme(n *yaml.Node, path string) *ACME {
 		d.missing(n, join(path, "cache_dir"), "set it to a directory that keeps the account key and certificates across restarts, such as /var/lib/wsgate/acme; without it every restart asks the CA again and soon hits its rate limits")
 	}
 	if v := f["directory_url"]; v != nil {
-		s, sn, ok := d.str(v, join(path, "directory_url"), "the https URL of an ACME directory")
-		if ok {
-			if problem := checkDirectoryURL(s); problem != "" {
-				d.errorf(sn, join(path, "directory_url"), "invalid directory_url %q: %s; use the https URL of an ACME directory, such as %s (the default) or https://acme-staging-v02.api.letsencrypt.org/directory", s, problem, DefaultACMEDirectory)
-			}
-		}
-		a.DirectoryURL = s
+		a.DirectoryURL, _ = d.checkedStr(v, join(path, "directory_url"), "the https URL of an ACME directory",
+			"directory_url", checkDirectoryURL, "; use the https URL of an ACME directory, such as "+DefaultACMEDirectory+" (the default) or https://acme-staging-v02.api.letsencrypt.org/directory")
 	}
 	if v := f["directory_ca_file"]; v != nil {
 		s, sn, ok := d.str(v, join(path, "directory_ca_file"), "the path of a PEM file of CA certificates")
@@ -439,23 +429,13 @@ func (d *decoder) routes(n *yaml.Node, path string, pools []Pool, poolsOK bool) 
 		r := Route{PathPrefix: DefaultPathPrefix}
 		valid := true
 		if v := f["host"]; v != nil {
-			s, sn, ok := d.str(v, join(ipath, "host"), `a host name such as ws.example.com, or "" for any host`)
-			if ok {
-				if problem := checkRouteHost(s); problem != "" {
-					d.errorf(sn, join(ipath, "host"), "invalid host %q: %s", s, problem)
-					ok = false
-				}
-			}
+			s, ok := d.checkedStr(v, join(ipath, "host"), `a host name such as ws.example.com, or "" for any host`,
+				"host", checkRouteHost, "")
 			r.Host, valid = s, valid && ok
 		}
 		if v := f["path_prefix"]; v != nil {
-			s, sn, ok := d.str(v, join(ipath, "path_prefix"), "a path prefix such as / or /ws")
-			if ok {
-				if problem := checkPathPrefix(s); problem != "" {
-					d.errorf(sn, join(ipath, "path_prefix"), "invalid path_prefix %q: %s; use a path such as / or /ws", s, problem)
-					ok = false
-				}
-			}
+			s, ok := d.checkedStr(v, join(ipath, "path_prefix"), "a path prefix such as / or /ws",
+				"path_prefix", checkPathPrefix, "; use a path such as / or /ws")
 			r.PathPrefix, valid = s, valid && ok
 		}
 		if v := f["pool"]; v != nil {
@@ -496,12 +476,8 @@ func (d *decoder) origins(n *yaml.Node, path string) []string {
 	out := make([]string, 0, len(items))
 	for i, item := range items {
 		ipath := index(path, i)
-		s, sn, ok := d.str(item, ipath, "an origin such as https://app.example.com")
-		if ok {
-			if problem := checkOrigin(s); problem != "" {
-				d.errorf(sn, ipath, "invalid origin %q: %s; use scheme://host[:port] such as https://app.example.com", s, problem)
-			}
-		}
+		s, _ := d.checkedStr(item, ipath, "an origin such as https://app.example.com",
+			"origin", checkOrigin, "; use scheme://host[:port] such as https://app.example.com")
 		out = append(out, s)
 	}
 	return out
@@ -531,12 +507,23 @@ func (d *decoder) limits(n *yaml.Node, path string, l *Limits) {
 
 // listenAddr returns the listener address in n.
 func (d *decoder) listenAddr(n *yaml.Node, path string) string {
-	s, sn, ok := d.str(n, path, `a listen address such as "127.0.0.1:8443" or ":8443"`)
-	if !ok {
-		return ""
-	}
-	if problem := checkListenAddr(s); problem != "" {
-		d.errorf(sn, path, "invalid listen address %q: %s; %s", s, problem, listenHint)
-	}
+	s, _ := d.checkedStr(n, path, `a listen address such as "127.0.0.1:8443" or ":8443"`,
+		"listen address", checkListenAddr, "; "+listenHint)
 	return s
+}
+
+// checkedStr decodes string scalar n (described by what) and checks it
+// with check; a problem is reported as `invalid LABEL "VALUE": PROBLEM`
+// followed by hint. It returns the string as written and whether it is
+// a valid value.
+func (d *decoder) checkedStr(n *yaml.Node, path, what, label string, check func(string) string, hint string) (string, bool) {
+	s, sn, ok := d.str(n, path, what)
+	if !ok {
+		return s, false
+	}
+	if problem := check(s); problem != "" {
+		d.errorf(sn, path, "invalid %s %q: %s%s", label, s, problem, hint)
+		return s, false
+	}
+	return s, true
 }
