@@ -225,20 +225,11 @@ func (b *bench) closeIdle(conns []*websocket.Conn, readers *sync.WaitGroup, clos
 	}
 	senders.Wait()
 
-	done := make(chan struct{})
-	go func() {
-		readers.Wait()
-		close(done)
-	}()
-	t := time.NewTimer(2 * closeWait)
-	defer t.Stop()
-	select {
-	case <-done:
-	case <-t.C:
+	if !waitWithin(readers, 2*closeWait) {
 		forced.Store(true)
 	}
 	for _, c := range conns {
 		c.Close()
 	}
-	<-done
+	readers.Wait()
 }

@@ -448,20 +448,30 @@ func (b *bench) measure(ctx context.Context, unit string) window {
 func (b *bench) stopWorkers(wg *sync.WaitGroup, stop, hard context.CancelFunc) {
 	b.stopping.Store(true)
 	stop()
+	if !waitWithin(wg, 2*closeWait) {
+		hard()
+		wg.Wait()
+	}
+	hard()
+}
+
+// waitWithin waits for wg up to d and reports whether it finished in time.
+// When it did not, a goroutine still waits for wg; the caller must make it
+// finish.
+func waitWithin(wg *sync.WaitGroup, d time.Duration) bool {
 	done := make(chan struct{})
 	go func() {
 		wg.Wait()
 		close(done)
 	}()
-	t := time.NewTimer(2 * closeWait)
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-done:
+		return true
 	case <-t.C:
-		hard()
-		<-done
+		return false
 	}
-	hard()
 }
 
 // procResult turns the window into the proc section, dividing the CPU by
