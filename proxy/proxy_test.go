@@ -59,6 +59,47 @@ func TestEcho(t *testing.T) {
 	}
 }
 
+// TestEchoBurst streams messages of many sizes without waiting for their
+// echoes, so that TLS records arrive several to a read, split across reads
+// and larger than the relay's buffers, in both directions at once.
+func TestEchoBurst(t *testing.T) {
+	b := newTestBackend(t, "b1")
+	p := startProxy(t, Options{}, backendSpec{addr: b.addr})
+	c, _ := p.dial(t, "/ws", nil)
+	sizes := []int{1, 100, 5000, 16384, 16385, 40000, 70000, 3}
+	const count = 240
+	msg := func(i int) []byte {
+		m := make([]byte, sizes[i%len(sizes)])
+		for j := range m {
+			m[j] = byte(i + j)
+		}
+		return m
+	}
+	werr := make(chan error, 1)
+	go func() {
+		for i := range count {
+			if err := c.WriteMessage(websocket.BinaryMessage, msg(i)); err != nil {
+				werr <- err
+				return
+			}
+		}
+		werr <- nil
+	}()
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for i := range count {
+		_, got, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("echo %d: %v", i, err)
+		}
+		if want := msg(i); !bytes.Equal(got, want) {
+			t.Fatalf("echo %d: %d bytes, want the %d sent", i, len(got), len(want))
+		}
+	}
+	if err := <-werr; err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestEchoOverUnixSocket(t *testing.T) {
 	b := newUnixTestBackend(t, "unix1")
 	p := startProxy(t, Options{}, backendSpec{addr: b.addr})

@@ -4,8 +4,10 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 )
 
 // Reading without holding a buffer while idle.
@@ -40,10 +42,39 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b 
 func getBuf() *[]byte  { return bufPool.Get().(*[]byte) }
 func putBuf(b *[]byte) { bufPool.Put(b) }
 
+// System calls without the scheduler's involvement.
+//
+// syscall.Read and syscall.Write tell the runtime that the goroutine may
+// block (entersyscall/exitsyscall). When such a call outlasts a sysmon
+// tick (20 µs, which a loopback write that runs the receiver's TCP stack
+// often does), sysmon takes the P away and hands it to another thread;
+// with one P that is a thread switch, and a futex wake-up and sleep, per
+// long write, and sysmon keeps waking every 20 µs to look. A read or
+// write on a non-blocking socket never blocks, so the tunnel makes them
+// as raw system calls: the goroutine keeps its P and sysmon backs off.
+
+// sysRead is read(2) on a non-blocking descriptor.
+func sysRead(fd uintptr, p []byte) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	return int(n), errno
+}
+
+// sysWrite is write(2) on a non-blocking descriptor.
+func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	return int(n), errno
+}
+
+// opError wraps a system call's error as net.Conn methods do.
+func opError(op, network string, errno syscall.Errno) error {
+	return &net.OpError{Op: op, Net: network, Err: os.NewSyscallError(op, errno)}
+}
+
 // sockReader reads a socket through its RawConn into pooled buffers.
 type sockReader struct {
-	raw syscall.RawConn
-	fn  func(fd uintptr) bool // readFn, bound once: no allocation per read
+	raw     syscall.RawConn
+	network string
+	fn      func(fd uintptr) bool // readFn, bound once: no allocation per read
 
 	// Results of the last callback.
 	bp  *[]byte
@@ -51,40 +82,59 @@ type sockReader struct {
 	err error
 }
 
-func newSockReader(c net.Conn) *sockReader {
+// rawConnOf returns c's RawConn and network, or ok false if c has none.
+func rawConnOf(c net.Conn) (raw syscall.RawConn, network string, ok bool) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
-		return nil
+		return nil, "", false
 	}
 	raw, err := sc.SyscallConn()
 	if err != nil {
+		return nil, "", false
+	}
+	return raw, c.LocalAddr().Network(), true
+}
+
+func newSockReader(c net.Conn) *sockReader {
+	raw, network, ok := rawConnOf(c)
+	if !ok {
 		return nil
 	}
-	r := &sockReader{raw: raw}
+	r := &sockReader{raw: raw, network: network}
 	r.fn = r.readFn
 	return r
 }
 
 func (r *sockReader) readFn(fd uintptr) bool {
-	bp := getBuf()
+	bp, n, err, wait := readSock(fd, r.network)
+	if wait {
+		return false // park until readable
+	}
+	r.bp, r.n, r.err = bp, n, err
+	return true
+}
+
+// readSock reads the socket fd into a pooled buffer. It returns the
+// buffer and n > 0, or the error that ended the socket (io.EOF at its
+// end), or wait when there is nothing to read yet.
+func readSock(fd uintptr, network string) (bp *[]byte, n int, err error, wait bool) {
+	bp = getBuf()
 	for {
-		n, err := syscall.Read(int(fd), *bp)
+		n, errno := sysRead(fd, *bp)
 		switch {
-		case err == syscall.EINTR:
+		case errno == syscall.EINTR:
 			continue
-		case err == syscall.EAGAIN:
+		case errno == syscall.EAGAIN:
 			putBuf(bp)
-			return false // park until readable
-		case err != nil:
+			return nil, 0, nil, true
+		case errno != 0:
 			putBuf(bp)
-			r.bp, r.n, r.err = nil, 0, &net.OpError{Op: "read", Net: "tcp", Err: err}
+			return nil, 0, opError("read", network, errno), false
 		case n == 0:
 			putBuf(bp)
-			r.bp, r.n, r.err = nil, 0, io.EOF
-		default:
-			r.bp, r.n, r.err = bp, n, nil
+			return nil, 0, io.EOF, false
 		}
-		return true
+		return bp, n, nil, false
 	}
 }
 
@@ -98,6 +148,61 @@ func (r *sockReader) next() (*[]byte, int, error) {
 	bp, n, err := r.bp, r.n, r.err
 	r.bp = nil
 	return bp, n, err
+}
+
+// sockWriter writes to a socket through its RawConn with sysWrite,
+// waiting for room as net.Conn.Write does; deadlines and Close apply.
+type sockWriter struct {
+	raw     syscall.RawConn
+	network string
+	fn      func(fd uintptr) bool // writeFn, bound once
+
+	mu  sync.Mutex // one write at a time; guards the fields below
+	p   []byte
+	n   int
+	err error
+}
+
+func newSockWriter(c net.Conn) *sockWriter {
+	raw, network, ok := rawConnOf(c)
+	if !ok {
+		return nil
+	}
+	w := &sockWriter{raw: raw, network: network}
+	w.fn = w.writeFn
+	return w
+}
+
+// Write writes all of p unless an error (a deadline, Close, a reset)
+// stops it.
+func (w *sockWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.p, w.n, w.err = p, 0, nil
+	err := w.raw.Write(w.fn)
+	n := w.n
+	if err == nil {
+		err = w.err
+	}
+	w.p, w.err = nil, nil
+	return n, err
+}
+
+func (w *sockWriter) writeFn(fd uintptr) bool {
+	for w.n < len(w.p) {
+		n, errno := sysWrite(fd, w.p[w.n:])
+		switch errno {
+		case 0:
+			w.n += n
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // wait until writable
+		default:
+			w.err = opError("write", w.network, errno)
+			return true
+		}
+	}
+	return true
 }
 
 // NewListener wraps ln so that the TLS connections built on its
@@ -130,6 +235,7 @@ func (l *listener) Accept() (net.Conn, error) {
 type recordConn struct {
 	*net.TCPConn
 	sr *sockReader
+	sw *sockWriter
 
 	bp   *[]byte // buffered socket bytes buf[r:w], nil when empty
 	r, w int
@@ -138,18 +244,27 @@ type recordConn struct {
 	// the socket.
 	noWait bool
 
+	// err is how the socket ended, seen by a tunnel's relay before
+	// crypto/tls has read what came before it; Read returns it once the
+	// buffer is empty.
+	err error
+
 	hdr    [tlsRecordHeader]byte
 	hdrN   int // bytes of the current record header seen
 	remain int // bytes of the current record body not yet returned
 }
 
 func newRecordConn(c *net.TCPConn) *recordConn {
-	sr := newSockReader(c)
-	if sr == nil {
+	sr, sw := newSockReader(c), newSockWriter(c)
+	if sr == nil || sw == nil {
 		return nil
 	}
-	return &recordConn{TCPConn: c, sr: sr}
+	return &recordConn{TCPConn: c, sr: sr, sw: sw}
 }
+
+// Write writes p with raw system calls (see sysWrite). crypto/tls writes
+// each record, or a flight of them, with one call.
+func (c *recordConn) Write(p []byte) (int, error) { return c.sw.Write(p) }
 
 // NetConn-style access for the tunnel.
 func recordConnOf(c net.Conn) *recordConn {
@@ -175,6 +290,9 @@ func (wouldBlock) Temporary() bool { return true }
 func (c *recordConn) fill() error {
 	if c.bp != nil {
 		return nil
+	}
+	if c.err != nil {
+		return c.err
 	}
 	if c.noWait {
 		return errWouldBlock

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -133,5 +135,61 @@ func TestRecordConnNoWait(t *testing.T) {
 	var ne net.Error
 	if !errors.As(err, &ne) || !ne.Timeout() || err != errWouldBlock {
 		t.Fatalf("Read() under noWait with nothing buffered = %v, want errWouldBlock (a timeout net.Error)", err)
+	}
+}
+
+func TestSockWriter(t *testing.T) {
+	client, server := tcpPair(t)
+	w := newSockWriter(server)
+	if w == nil {
+		t.Fatal("newSockWriter() = nil for a TCP connection")
+	}
+
+	// More than the socket buffers hold: Write must wait for room while
+	// the peer reads, and deliver every byte in order.
+	want := make([]byte, 16<<20)
+	for i := range want {
+		want[i] = byte(i * 7)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(client, int64(len(want))))
+		got <- b
+	}()
+	if n, err := w.Write(want); n != len(want) || err != nil {
+		t.Fatalf("Write(16 MiB) = %d, %v", n, err)
+	}
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("peer read %d bytes, not the %d written", len(b), len(want))
+	}
+
+	// Nobody reads now: once the buffers are full, the write deadline ends
+	// the wait, with the bytes that did go out counted.
+	_ = server.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	n, err := w.Write(want)
+	if !errors.Is(err, os.ErrDeadlineExceeded) || n == 0 || n == len(want) {
+		t.Fatalf("Write() to a peer that does not read = %d, %v; want some bytes and a deadline error", n, err)
+	}
+	_ = server.SetWriteDeadline(time.Time{})
+
+	server.Close()
+	if _, err := w.Write([]byte("x")); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("Write() after Close = %v, want net.ErrClosed", err)
+	}
+}
+
+func TestSockWriterReset(t *testing.T) {
+	client, server := tcpPair(t)
+	w := newSockWriter(server)
+	_ = client.SetLinger(0)
+	client.Close() // an RST
+	var err error
+	for i := 0; i < 100 && err == nil; i++ {
+		_, err = w.Write([]byte("after the reset"))
+		time.Sleep(time.Millisecond)
+	}
+	var se *os.SyscallError
+	if !errors.As(err, &se) || (!errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET)) {
+		t.Fatalf("Write() to a reset connection = %v, want a write error with EPIPE or ECONNRESET", err)
 	}
 }

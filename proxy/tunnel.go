@@ -10,7 +10,6 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/wsgate/wsgate/balancer"
@@ -210,16 +209,34 @@ type copier struct {
 	// through rc, or else a blocking Read that holds its buffer.
 	sock    *sockReader
 	rc      *recordConn
-	relayFn func(fd uintptr) bool // relayRound, bound once
+	relayFn func(fd uintptr) bool // relaySockRound or relayTLSRound, bound once
+	res     relayResult           // what relayFn stopped with
+
+	// w writes to a plain socket dst with raw system calls; a TLS dst
+	// writes through its recordConn, nil otherwise.
+	w *sockWriter
+}
+
+// relayResult is how a relay callback ended: bytes read but not relayed
+// (when stopping), in a pooled buffer, or the error that ended src or the
+// relay.
+type relayResult struct {
+	bp  *[]byte
+	n   int
+	err error
 }
 
 func newCopier(t *tunnel, src, dst net.Conn, toServer bool) *copier {
 	c := &copier{t: t, src: src, dst: dst, toServer: toServer}
 	if _, isTLS := src.(*tls.Conn); isTLS {
-		c.rc = recordConnOf(src)
-	} else {
-		c.sock = newSockReader(src)
-		c.relayFn = c.relayRound
+		if c.rc = recordConnOf(src); c.rc != nil {
+			c.relayFn = c.relayTLSRound
+		}
+	} else if c.sock = newSockReader(src); c.sock != nil {
+		c.relayFn = c.relaySockRound
+	}
+	if _, isTLS := dst.(*tls.Conn); !isTLS {
+		c.w = newSockWriter(dst)
 	}
 	return c
 }
@@ -261,17 +278,31 @@ func (c *copier) next() (*[]byte, int, error) {
 			return nil, 0, err
 		}
 	}
+	return c.readRecords(true)
+}
+
+// readRecords reads from the TLS src into a pooled buffer (nil when n is
+// 0). With wait, the first record may wait for the socket; after that (and
+// always without wait) it reads only whole records that are already
+// buffered, and returns n == 0 rather than wait.
+//
+// Over a recordConn each Read decrypts one record; when whole records
+// are already waiting, read them too, so that one write relays them (a
+// 16 KiB message spans two records). There must be room for a whole
+// record, or crypto/tls would keep the rest of it where rc.pending
+// cannot see it. A record without data (a TLS 1.3 KeyUpdate, say) makes
+// crypto/tls read on: noWait turns that into a temporary error instead
+// of a wait that would hold back the bytes already read.
+func (c *copier) readRecords(wait bool) (*[]byte, int, error) {
 	bp := getBuf()
-	n, err := c.src.Read(*bp)
-	// Over a recordConn each Read decrypts one record; when whole records
-	// are already waiting, read them too, so that one write relays them
-	// (a 16 KiB message spans two records). There must be room for a whole
-	// record, or crypto/tls would keep the rest of it where rc.pending
-	// cannot see it.
-	// A record without data (a TLS 1.3 KeyUpdate, say) makes crypto/tls
-	// read on: noWait turns that into a temporary error instead of a wait
-	// that would hold back the bytes already read.
-	for err == nil && c.rc != nil && c.rc.pending() && len(*bp)-n >= maxRecordPlaintext {
+	var (
+		n   int
+		err error
+	)
+	if wait || c.rc == nil {
+		n, err = c.src.Read(*bp)
+	}
+	for err == nil && c.rc != nil && (n == 0 || c.rc.pending()) && len(*bp)-n >= maxRecordPlaintext {
 		var k int
 		c.rc.noWait = true
 		k, err = c.src.Read((*bp)[n:])
@@ -300,8 +331,8 @@ func (c *copier) copy() error {
 			n   int
 			err error
 		)
-		if c.sock != nil {
-			bp, n, err = c.relaySock()
+		if c.relayFn != nil {
+			bp, n, err = c.relay()
 		} else {
 			bp, n, err = c.next()
 		}
@@ -330,64 +361,107 @@ func (c *copier) copy() error {
 	}
 }
 
-// relaySock relays a plain socket source inside one RawConn.Read call for
-// as long as data flows. Its callback reads, relays, and after a short
-// read returns false, so the runtime waits for readiness without first
-// trying a read that would fail with EAGAIN: the readiness the poller
-// records is reset only when a RawConn.Read call begins, never between
-// the callback's rounds, so data that arrives meanwhile is not missed.
-// That saves one system call per burst. It returns like next: a pooled
-// buffer of bytes read but not relayed (when stopping), or the error that
-// ended the source or the relay.
-func (c *copier) relaySock() (*[]byte, int, error) {
+// relay relays src inside one RawConn.Read call for as long as data
+// flows. Its callback (relayFn) reads, relays, and after a short read
+// returns false, so the runtime waits for readiness without first trying
+// a read that would fail with EAGAIN: the readiness the poller records is
+// reset only when a RawConn.Read call begins, never between the
+// callback's rounds, so data that arrives meanwhile is not missed. That
+// saves one system call per burst. It returns like next: a pooled buffer
+// of bytes read but not relayed (when stopping), or the error that ended
+// the source or the relay.
+func (c *copier) relay() (*[]byte, int, error) {
+	if c.rc != nil && (c.rc.bp != nil || c.rc.err != nil) {
+		// Bytes, or the end of the socket, are here already: crypto/tls
+		// reads them without waiting.
+		return c.next()
+	}
 	c.beginWait()
-	err := c.sock.raw.Read(c.relayFn)
+	err := c.parkConn().Read(c.relayFn)
 	c.endWait()
 	if err != nil {
 		return nil, 0, err
 	}
-	bp, n, rerr := c.sock.bp, c.sock.n, c.sock.err
-	c.sock.bp = nil
-	return bp, n, rerr
+	res := c.res
+	c.res = relayResult{}
+	if res.bp == nil && res.err == nil && c.rc != nil {
+		return c.next() // the socket ended: crypto/tls says how
+	}
+	return res.bp, res.n, res.err
 }
 
-// relayRound is the callback of relaySock.
-func (c *copier) relayRound(fd uintptr) bool {
-	r := c.sock
+// relaySockRound is the relay callback for a plain socket src.
+func (c *copier) relaySockRound(fd uintptr) bool {
 	for {
-		bp := getBuf()
-		n, err := syscall.Read(int(fd), *bp)
-		switch {
-		case err == syscall.EINTR:
-			putBuf(bp)
-			continue
-		case err == syscall.EAGAIN:
-			putBuf(bp)
+		bp, n, err, wait := readSock(fd, c.sock.network)
+		if wait {
 			return false
-		case err != nil:
-			putBuf(bp)
-			r.bp, r.n, r.err = nil, 0, &net.OpError{Op: "read", Net: "tcp", Err: err}
-			return true
-		case n == 0:
-			putBuf(bp)
-			r.bp, r.n, r.err = nil, 0, io.EOF
-			return true
-		case c.t.stopping.Load():
-			r.bp, r.n, r.err = bp, n, nil // for goAway
+		}
+		if err != nil {
+			c.res = relayResult{err: err}
 			return true
 		}
-		werr := c.write((*bp)[:n])
-		putBuf(bp)
-		if werr != nil {
-			r.bp, r.n, r.err = nil, 0, werr
+		if c.relayed1(bp, n, nil) {
 			return true
 		}
-		// Busy, not idle: keep the parking sweep away.
-		c.waitSince.Store(c.t.h.epoch.Load())
 		if n < bufSize {
 			return false // drained: wait for the next burst
 		}
 	}
+}
+
+// relayTLSRound is the relay callback for a TLS src over a recordConn. It
+// reads the socket into the recordConn's buffer and has crypto/tls decrypt
+// the whole records there (under noWait, so crypto/tls never waits for the
+// socket, whose read lock this callback holds). How the socket ended is
+// left in rc.err for crypto/tls to read after the callback.
+func (c *copier) relayTLSRound(fd uintptr) bool {
+	rc := c.rc
+	drained := false // the last read emptied the socket
+	for {
+		if rc.bp == nil {
+			if drained {
+				return false // wait for the next burst
+			}
+			bp, n, err, wait := readSock(fd, rc.sr.network)
+			if wait {
+				return false
+			}
+			if err != nil {
+				rc.err = err
+				return true
+			}
+			rc.bp, rc.r, rc.w = bp, 0, n
+			drained = n < bufSize
+		}
+		bp, n, err := c.readRecords(false)
+		if n > 0 && c.relayed1(bp, n, err) {
+			return true
+		}
+		if err != nil {
+			c.res = relayResult{err: err}
+			return true
+		}
+	}
+}
+
+// relayed1 relays n bytes of the pooled buffer bp read by a relay
+// callback, or keeps them in c.res for goAway when the tunnel is
+// stopping; it reports whether the callback must end (c.res says why).
+func (c *copier) relayed1(bp *[]byte, n int, rerr error) bool {
+	if c.t.stopping.Load() {
+		c.res = relayResult{bp: bp, n: n, err: rerr}
+		return true
+	}
+	werr := c.write((*bp)[:n])
+	putBuf(bp)
+	if werr != nil {
+		c.res = relayResult{err: werr}
+		return true
+	}
+	// Busy, not idle: keep the parking sweep away.
+	c.waitSince.Store(c.t.h.epoch.Load())
+	return false
 }
 
 // write relays p to dst and advances the frame tracker over it.
@@ -401,11 +475,19 @@ func (c *copier) write(p []byte) error {
 
 // send relays p to dst, for bytes the tracker has already seen.
 func (c *copier) send(p []byte) error {
-	if _, err := c.dst.Write(p); err != nil {
+	if _, err := c.writeDst(p); err != nil {
 		return err
 	}
 	c.n.Add(int64(len(p)))
 	return nil
+}
+
+// writeDst writes p to dst.
+func (c *copier) writeDst(p []byte) (int, error) {
+	if c.w != nil {
+		return c.w.Write(p)
+	}
+	return c.dst.Write(p)
 }
 
 // wokenForShutdown reports whether err is the expired deadline with which
@@ -469,7 +551,7 @@ func (c *copier) goAway(bp *[]byte, pending []byte) error {
 		pending = pending[k:]
 	}
 	if !c.tr.closed {
-		if _, err := c.dst.Write(closeFrame(CloseGoingAway, goAwayReason, c.toServer)); err != nil {
+		if _, err := c.writeDst(closeFrame(CloseGoingAway, goAwayReason, c.toServer)); err != nil {
 			return err
 		}
 	}
