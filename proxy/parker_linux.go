@@ -1,16 +1,25 @@
 package proxy
 
 import (
+	"os"
 	"sync"
 	"syscall"
+	"unsafe"
 )
 
 // parker holds parked copiers in an epoll set of its own. Each is
 // registered under a token, never its file descriptor, so that a stale
 // event for a closed and reused descriptor cannot wake the wrong copier.
+//
+// The set is waited on through the runtime's poller (an epoll descriptor
+// is itself pollable), never with a blocking epoll_wait: a goroutine
+// blocked in a system call keeps its P until sysmon takes it back, which
+// with GOMAXPROCS=1 would stall every other goroutine for 20 µs to
+// milliseconds each time the parker went back to waiting.
 type parker struct {
-	epfd   int
-	wakefd int // an eventfd that ends wait
+	ep     *os.File        // the epoll set, non-blocking, in the runtime poller
+	raw    syscall.RawConn // ep's
+	wakefd int             // an eventfd that ends wait
 
 	mu     sync.Mutex
 	tokens map[uint64]*copier // guarded by mu
@@ -25,19 +34,39 @@ func newParker() (*parker, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := syscall.SetNonblock(epfd, true); err != nil {
+		syscall.Close(epfd)
+		return nil, err
+	}
 	r, _, errno := syscall.Syscall(syscall.SYS_EVENTFD2, 0, syscall.O_CLOEXEC|syscall.O_NONBLOCK, 0)
 	if errno != 0 {
 		syscall.Close(epfd)
 		return nil, errno
 	}
-	p := &parker{epfd: epfd, wakefd: int(r), tokens: make(map[uint64]*copier), next: wakeToken + 1}
+	p := &parker{ep: os.NewFile(uintptr(epfd), "wsgate-parker"), wakefd: int(r), tokens: make(map[uint64]*copier), next: wakeToken + 1}
+	if p.raw, err = p.ep.SyscallConn(); err != nil {
+		p.close()
+		return nil, err
+	}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN}
 	setToken(&ev, wakeToken)
-	if err := syscall.EpollCtl(epfd, syscall.EPOLL_CTL_ADD, p.wakefd, &ev); err != nil {
+	if err := p.ctl(syscall.EPOLL_CTL_ADD, uintptr(p.wakefd), &ev); err != nil {
 		p.close()
 		return nil, err
 	}
 	return p, nil
+}
+
+// ctl is epoll_ctl on the set; it fails once the set is closed.
+func (p *parker) ctl(op int, fd uintptr, ev *syscall.EpollEvent) error {
+	var cerr error
+	err := p.raw.Control(func(epfd uintptr) {
+		cerr = syscall.EpollCtl(int(epfd), op, int(fd), ev)
+	})
+	if err != nil {
+		return err
+	}
+	return cerr
 }
 
 func setToken(ev *syscall.EpollEvent, tok uint64) {
@@ -67,7 +96,7 @@ func (p *parker) park(c *copier, raw syscall.RawConn) bool {
 	err := raw.Control(func(fd uintptr) {
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT}
 		setToken(&ev, tok)
-		cerr = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_ADD, int(fd), &ev)
+		cerr = p.ctl(syscall.EPOLL_CTL_ADD, fd, &ev)
 	})
 	if err == nil {
 		err = cerr
@@ -85,7 +114,7 @@ func (p *parker) park(c *copier, raw syscall.RawConn) bool {
 		// Resumed between marking and arming: its forget found nothing to
 		// delete, so delete the registration now.
 		_ = raw.Control(func(fd uintptr) {
-			_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+			_ = p.ctl(syscall.EPOLL_CTL_DEL, fd, nil)
 		})
 	}
 	return true
@@ -101,7 +130,7 @@ func (p *parker) forget(c *copier) {
 	// reason deletes it here, so a later event cannot find the copier.
 	if raw := c.parkConn(); raw != nil {
 		_ = raw.Control(func(fd uintptr) {
-			_ = syscall.EpollCtl(p.epfd, syscall.EPOLL_CTL_DEL, int(fd), nil)
+			_ = p.ctl(syscall.EPOLL_CTL_DEL, fd, nil)
 		})
 	}
 }
@@ -120,27 +149,51 @@ func (p *parker) all() []*copier {
 // wait delivers readiness events to ready until stop.
 func (p *parker) wait(ready func(*copier)) {
 	events := make([]syscall.EpollEvent, 128)
-	for {
-		n, err := syscall.EpollWait(p.epfd, events, -1)
-		if err == syscall.EINTR {
-			continue
-		}
+	stopped := false
+	for !stopped {
+		// The callback takes what is ready without waiting; when nothing
+		// is, it returns false and the runtime poller waits for the set
+		// to become readable.
+		err := p.raw.Read(func(epfd uintptr) bool {
+			for {
+				n, errno := epollNoWait(epfd, events)
+				switch {
+				case errno == syscall.EINTR:
+					continue
+				case errno != 0:
+					stopped = true // the set is unusable: nothing more will come
+					return true
+				case n == 0:
+					return false
+				}
+				for i := range events[:n] {
+					tok := token(&events[i])
+					if tok == wakeToken {
+						stopped = true
+						return true
+					}
+					p.mu.Lock()
+					c := p.tokens[tok]
+					p.mu.Unlock()
+					if c != nil {
+						ready(c)
+					}
+				}
+				if n < len(events) {
+					return false
+				}
+			}
+		})
 		if err != nil {
 			return
 		}
-		for i := range events[:n] {
-			tok := token(&events[i])
-			if tok == wakeToken {
-				return
-			}
-			p.mu.Lock()
-			c := p.tokens[tok]
-			p.mu.Unlock()
-			if c != nil {
-				ready(c)
-			}
-		}
 	}
+}
+
+// epollNoWait is epoll_wait with a zero timeout, as a raw system call.
+func epollNoWait(epfd uintptr, events []syscall.EpollEvent) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_EPOLL_PWAIT, epfd, uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	return int(n), errno
 }
 
 // stop makes wait return and refuses further parking.
@@ -154,5 +207,5 @@ func (p *parker) stop() {
 
 func (p *parker) close() {
 	syscall.Close(p.wakefd)
-	syscall.Close(p.epfd)
+	_ = p.ep.Close()
 }
