@@ -42,7 +42,7 @@ func (c *copier) parkConn() syscall.RawConn {
 	case c.sock != nil:
 		return c.sock.raw
 	case c.rc != nil:
-		return c.rc.sr.raw
+		return c.rc.sock.raw
 	}
 	return nil
 }

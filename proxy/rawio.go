@@ -70,48 +70,132 @@ func opError(op, network string, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: network, Err: os.NewSyscallError(op, errno)}
 }
 
-// sockReader reads a socket through its RawConn into pooled buffers.
-type sockReader struct {
+// rawSock is a socket read and written through its RawConn with sysRead
+// and sysWrite, waiting for readiness as net.Conn does; deadlines and
+// Close apply. One reader and one writer at a time.
+type rawSock struct {
 	raw     syscall.RawConn
 	network string
-	fn      func(fd uintptr) bool // readFn, bound once: no allocation per read
 
-	// Results of the last callback.
-	bp  *[]byte
-	n   int
-	err error
+	// Reading: next reads into a pooled buffer, Read into the caller's.
+	nextFn, readFn func(fd uintptr) bool // bound on first use
+	rp             []byte                // Read's buffer
+	bp             *[]byte               // next's buffer
+	rn             int
+	rerr           error
+
+	// Writing.
+	wmu     sync.Mutex // guards the fields below
+	writeFn func(fd uintptr) bool
+	wp      []byte
+	wn      int
+	werr    error
 }
 
-// rawConnOf returns c's RawConn and network, or ok false if c has none.
-func rawConnOf(c net.Conn) (raw syscall.RawConn, network string, ok bool) {
+// newRawSock returns c's rawSock, or nil if c has no RawConn.
+func newRawSock(c net.Conn) *rawSock {
 	sc, ok := c.(syscall.Conn)
-	if !ok {
-		return nil, "", false
-	}
-	raw, err := sc.SyscallConn()
-	if err != nil {
-		return nil, "", false
-	}
-	return raw, c.LocalAddr().Network(), true
-}
-
-func newSockReader(c net.Conn) *sockReader {
-	raw, network, ok := rawConnOf(c)
 	if !ok {
 		return nil
 	}
-	r := &sockReader{raw: raw, network: network}
-	r.fn = r.readFn
-	return r
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return &rawSock{raw: raw, network: c.LocalAddr().Network()}
 }
 
-func (r *sockReader) readFn(fd uintptr) bool {
-	bp, n, err, wait := readSock(fd, r.network)
-	if wait {
-		return false // park until readable
+// next waits until the socket has data and returns it in a pooled buffer
+// (the caller puts it back), or the error (EOF included) that ended it.
+func (s *rawSock) next() (*[]byte, int, error) {
+	if s.nextFn == nil {
+		s.nextFn = s.doNext
 	}
-	r.bp, r.n, r.err = bp, n, err
+	if err := s.raw.Read(s.nextFn); err != nil {
+		return nil, 0, err
+	}
+	bp, n, err := s.bp, s.rn, s.rerr
+	s.bp = nil
+	return bp, n, err
+}
+
+func (s *rawSock) doNext(fd uintptr) bool {
+	var wait bool
+	s.bp, s.rn, s.rerr, wait = readSock(fd, s.network)
+	return !wait
+}
+
+// Read is io.Reader's.
+func (s *rawSock) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if s.readFn == nil {
+		s.readFn = s.doRead
+	}
+	s.rp = p
+	err := s.raw.Read(s.readFn)
+	s.rp = nil
+	if err != nil {
+		return 0, err
+	}
+	return s.rn, s.rerr
+}
+
+func (s *rawSock) doRead(fd uintptr) bool {
+	var wait bool
+	s.rn, s.rerr, wait = readInto(fd, s.rp, s.network)
+	return !wait
+}
+
+// Write writes all of p unless an error (a deadline, Close, a reset)
+// stops it.
+func (s *rawSock) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.writeFn == nil {
+		s.writeFn = s.doWrite
+	}
+	s.wp, s.wn, s.werr = p, 0, nil
+	err := s.raw.Write(s.writeFn)
+	n := s.wn
+	if err == nil {
+		err = s.werr
+	}
+	s.wp, s.werr = nil, nil
+	return n, err
+}
+
+func (s *rawSock) doWrite(fd uintptr) bool {
+	for s.wn < len(s.wp) {
+		n, errno := sysWrite(fd, s.wp[s.wn:])
+		switch errno {
+		case 0:
+			s.wn += n
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // wait until writable
+		default:
+			s.werr = opError("write", s.network, errno)
+			return true
+		}
+	}
 	return true
+}
+
+// shutdownWrite half-closes the socket (shutdown(2) with SHUT_WR); the FIN
+// it sends runs, on loopback, the peer's side of it too.
+func (s *rawSock) shutdownWrite() error {
+	var errno syscall.Errno
+	if err := s.raw.Control(func(fd uintptr) {
+		_, _, errno = syscall.RawSyscall(syscall.SYS_SHUTDOWN, fd, syscall.SHUT_WR, 0)
+	}); err != nil {
+		return err
+	}
+	if errno != 0 {
+		return opError("shutdown", s.network, errno)
+	}
+	return nil
 }
 
 // readSock reads the socket fd into a pooled buffer. It returns the
@@ -119,90 +203,32 @@ func (r *sockReader) readFn(fd uintptr) bool {
 // end), or wait when there is nothing to read yet.
 func readSock(fd uintptr, network string) (bp *[]byte, n int, err error, wait bool) {
 	bp = getBuf()
+	n, err, wait = readInto(fd, *bp, network)
+	if n == 0 {
+		putBuf(bp)
+		bp = nil
+	}
+	return bp, n, err, wait
+}
+
+// readInto reads the socket fd into p (len(p) > 0): n > 0 bytes, or the
+// error that ended the socket (io.EOF at its end), or wait when there is
+// nothing to read yet.
+func readInto(fd uintptr, p []byte, network string) (n int, err error, wait bool) {
 	for {
-		n, errno := sysRead(fd, *bp)
+		n, errno := sysRead(fd, p)
 		switch {
 		case errno == syscall.EINTR:
 			continue
 		case errno == syscall.EAGAIN:
-			putBuf(bp)
-			return nil, 0, nil, true
+			return 0, nil, true
 		case errno != 0:
-			putBuf(bp)
-			return nil, 0, opError("read", network, errno), false
+			return 0, opError("read", network, errno), false
 		case n == 0:
-			putBuf(bp)
-			return nil, 0, io.EOF, false
+			return 0, io.EOF, false
 		}
-		return bp, n, nil, false
+		return n, nil, false
 	}
-}
-
-// next waits until the socket has data and returns it in a pooled buffer
-// (the caller puts it back), or the error (EOF included) that ended it.
-// A read deadline or Close ends the wait with its error.
-func (r *sockReader) next() (*[]byte, int, error) {
-	if err := r.raw.Read(r.fn); err != nil {
-		return nil, 0, err
-	}
-	bp, n, err := r.bp, r.n, r.err
-	r.bp = nil
-	return bp, n, err
-}
-
-// sockWriter writes to a socket through its RawConn with sysWrite,
-// waiting for room as net.Conn.Write does; deadlines and Close apply.
-type sockWriter struct {
-	raw     syscall.RawConn
-	network string
-	fn      func(fd uintptr) bool // writeFn, bound once
-
-	mu  sync.Mutex // one write at a time; guards the fields below
-	p   []byte
-	n   int
-	err error
-}
-
-func newSockWriter(c net.Conn) *sockWriter {
-	raw, network, ok := rawConnOf(c)
-	if !ok {
-		return nil
-	}
-	w := &sockWriter{raw: raw, network: network}
-	w.fn = w.writeFn
-	return w
-}
-
-// Write writes all of p unless an error (a deadline, Close, a reset)
-// stops it.
-func (w *sockWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.p, w.n, w.err = p, 0, nil
-	err := w.raw.Write(w.fn)
-	n := w.n
-	if err == nil {
-		err = w.err
-	}
-	w.p, w.err = nil, nil
-	return n, err
-}
-
-func (w *sockWriter) writeFn(fd uintptr) bool {
-	for w.n < len(w.p) {
-		n, errno := sysWrite(fd, w.p[w.n:])
-		switch errno {
-		case 0:
-			w.n += n
-		case syscall.EINTR:
-		case syscall.EAGAIN:
-			return false // wait until writable
-		default:
-			w.err = opError("write", w.network, errno)
-			return true
-		}
-	}
-	return true
 }
 
 // NewListener wraps ln so that the TLS connections built on its
@@ -234,8 +260,7 @@ func (l *listener) Accept() (net.Conn, error) {
 // It is used by one reader at a time (crypto/tls serialises reads).
 type recordConn struct {
 	*net.TCPConn
-	sr *sockReader
-	sw *sockWriter
+	sock *rawSock
 
 	bp   *[]byte // buffered socket bytes buf[r:w], nil when empty
 	r, w int
@@ -252,19 +277,77 @@ type recordConn struct {
 	hdr    [tlsRecordHeader]byte
 	hdrN   int // bytes of the current record header seen
 	remain int // bytes of the current record body not yet returned
+
+	// Between beginBatch and endBatch, Write collects the records
+	// crypto/tls writes in batch, so that one write(2) sends them all.
+	bmu    sync.Mutex
+	batch  *[]byte // guarded by bmu
+	batchN int     // guarded by bmu
 }
 
 func newRecordConn(c *net.TCPConn) *recordConn {
-	sr, sw := newSockReader(c), newSockWriter(c)
-	if sr == nil || sw == nil {
+	sock := newRawSock(c)
+	if sock == nil {
 		return nil
 	}
-	return &recordConn{TCPConn: c, sr: sr, sw: sw}
+	return &recordConn{TCPConn: c, sock: sock}
 }
 
 // Write writes p with raw system calls (see sysWrite). crypto/tls writes
-// each record, or a flight of them, with one call.
-func (c *recordConn) Write(p []byte) (int, error) { return c.sw.Write(p) }
+// each record, or a flight of them, with one call; in a batch the records
+// are collected and sent together by endBatch.
+func (c *recordConn) Write(p []byte) (int, error) {
+	c.bmu.Lock()
+	if c.batch == nil {
+		c.bmu.Unlock()
+		return c.sock.Write(p)
+	}
+	defer c.bmu.Unlock()
+	if c.batchN+len(p) > len(*c.batch) {
+		if err := c.flushLocked(); err != nil {
+			return 0, err
+		}
+		if len(p) > len(*c.batch) {
+			return c.sock.Write(p)
+		}
+	}
+	c.batchN += copy((*c.batch)[c.batchN:], p)
+	return len(p), nil
+}
+
+// batchSize holds the records of one bufSize write: the plaintext, and a
+// TLS header, content type and AEAD tag (at most 5+1+16 bytes) for each.
+const batchSize = bufSize + 1024
+
+var batchPool = sync.Pool{New: func() any { b := make([]byte, batchSize); return &b }}
+
+// beginBatch starts collecting written records. A tls.Conn.Write of more
+// than one record's plaintext would otherwise make one system call per
+// record: two for a 16 KiB WebSocket message.
+func (c *recordConn) beginBatch() {
+	c.bmu.Lock()
+	c.batch, c.batchN = batchPool.Get().(*[]byte), 0
+	c.bmu.Unlock()
+}
+
+// endBatch sends the collected records and stops collecting.
+func (c *recordConn) endBatch() error {
+	c.bmu.Lock()
+	defer c.bmu.Unlock()
+	err := c.flushLocked()
+	batchPool.Put(c.batch)
+	c.batch = nil
+	return err
+}
+
+func (c *recordConn) flushLocked() error {
+	if c.batchN == 0 {
+		return nil
+	}
+	_, err := c.sock.Write((*c.batch)[:c.batchN])
+	c.batchN = 0
+	return err
+}
 
 // NetConn-style access for the tunnel.
 func recordConnOf(c net.Conn) *recordConn {
@@ -297,7 +380,7 @@ func (c *recordConn) fill() error {
 	if c.noWait {
 		return errWouldBlock
 	}
-	bp, n, err := c.sr.next()
+	bp, n, err := c.sock.next()
 	if err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -105,9 +106,9 @@ func TestRecordConn(t *testing.T) {
 	}
 }
 
-func TestSockReader(t *testing.T) {
+func TestRawSockNext(t *testing.T) {
 	client, server := tcpPair(t)
-	sr := newSockReader(server)
+	sr := newRawSock(server)
 	_ = server.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	if _, _, err := sr.next(); err == nil {
 		t.Fatal("next() with no data returned before the deadline")
@@ -138,11 +139,15 @@ func TestRecordConnNoWait(t *testing.T) {
 	}
 }
 
-func TestSockWriter(t *testing.T) {
+func TestRawSockWrite(t *testing.T) {
 	client, server := tcpPair(t)
-	w := newSockWriter(server)
+	// Small buffers, so that a write to a peer that does not read fills
+	// them (autotuning can grow them to megabytes).
+	_ = client.SetReadBuffer(64 << 10)
+	_ = server.SetWriteBuffer(64 << 10)
+	w := newRawSock(server)
 	if w == nil {
-		t.Fatal("newSockWriter() = nil for a TCP connection")
+		t.Fatal("newRawSock() = nil for a TCP connection")
 	}
 
 	// More than the socket buffers hold: Write must wait for room while
@@ -178,9 +183,9 @@ func TestSockWriter(t *testing.T) {
 	}
 }
 
-func TestSockWriterReset(t *testing.T) {
+func TestRawSockWriteAfterReset(t *testing.T) {
 	client, server := tcpPair(t)
-	w := newSockWriter(server)
+	w := newRawSock(server)
 	_ = client.SetLinger(0)
 	client.Close() // an RST
 	var err error
@@ -191,5 +196,34 @@ func TestSockWriterReset(t *testing.T) {
 	var se *os.SyscallError
 	if !errors.As(err, &se) || (!errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET)) {
 		t.Fatalf("Write() to a reset connection = %v, want a write error with EPIPE or ECONNRESET", err)
+	}
+}
+
+func TestRecordConnBatch(t *testing.T) {
+	client, server := tcpPair(t)
+	rc := newRecordConn(server)
+	a, b := record(23, 16000), record(23, 300)
+	huge := bytes.Repeat([]byte{7}, batchSize+1) // more than a batch holds
+	rc.beginBatch()
+	for _, p := range [][]byte{a, b, huge, a} {
+		if n, err := rc.Write(p); n != len(p) || err != nil {
+			t.Fatalf("Write(%d bytes) in a batch = %d, %v", len(p), n, err)
+		}
+	}
+	if err := rc.endBatch(); err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Concat(a, b, huge, a)
+	got := make([]byte, len(want))
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("peer read %v; want the writes in order", err)
+	}
+	// After the batch, writes go out at once.
+	if _, err := rc.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(client, got[:len(b)]); err != nil || !bytes.Equal(got[:len(b)], b) {
+		t.Fatalf("write after the batch: %v", err)
 	}
 }

@@ -66,8 +66,17 @@ type tunnel struct {
 // reported to the copiers' relayed.
 func (t *tunnel) attach(client, backend net.Conn) {
 	t.client, t.backend = client, backend
-	t.up = newCopier(t, client, backend, true)
-	t.down = newCopier(t, backend, client, false)
+	// Each plain socket gets one rawSock: one copier reads it, the other
+	// writes it. A TLS side goes through its recordConn instead.
+	var cs, bs *rawSock
+	if _, isTLS := client.(*tls.Conn); !isTLS {
+		cs = newRawSock(client)
+	}
+	if _, isTLS := backend.(*tls.Conn); !isTLS {
+		bs = newRawSock(backend)
+	}
+	t.up = newCopier(t, client, backend, true, cs, bs)
+	t.down = newCopier(t, backend, client, false, bs, cs)
 }
 
 // start starts the tunnel's two copiers; it returns at once, so the
@@ -149,15 +158,17 @@ func (t *tunnel) goAway(deadline time.Time) {
 // close_notify alert and then the TCP FIN, so the peer sees the end after
 // the last frame (closing outright could reset the connection and lose it).
 func closeWrite(c net.Conn) error {
-	type closeWriter interface{ CloseWrite() error }
 	if tc, ok := c.(*tls.Conn); ok {
 		if err := tc.CloseWrite(); err != nil {
 			return err
 		}
 		c = tc.NetConn()
 	}
-	if cw, ok := c.(closeWriter); ok {
-		return cw.CloseWrite()
+	if rc, ok := c.(*recordConn); ok {
+		return rc.sock.shutdownWrite()
+	}
+	if s := newRawSock(c); s != nil {
+		return s.shutdownWrite()
 	}
 	return errors.ErrUnsupported
 }
@@ -207,14 +218,15 @@ type copier struct {
 
 	// How src is read: a plain socket through sock, TLS over a recordConn
 	// through rc, or else a blocking Read that holds its buffer.
-	sock    *sockReader
+	sock    *rawSock
 	rc      *recordConn
 	relayFn func(fd uintptr) bool // relaySockRound or relayTLSRound, bound once
 	res     relayResult           // what relayFn stopped with
 
-	// w writes to a plain socket dst with raw system calls; a TLS dst
-	// writes through its recordConn, nil otherwise.
-	w *sockWriter
+	// w writes to a plain socket dst with raw system calls, nil otherwise
+	// (a TLS dst writes through its recordConn, which is dstRC).
+	w     *rawSock
+	dstRC *recordConn
 }
 
 // relayResult is how a relay callback ended: bytes read but not relayed
@@ -226,18 +238,16 @@ type relayResult struct {
 	err error
 }
 
-func newCopier(t *tunnel, src, dst net.Conn, toServer bool) *copier {
-	c := &copier{t: t, src: src, dst: dst, toServer: toServer}
-	if _, isTLS := src.(*tls.Conn); isTLS {
-		if c.rc = recordConnOf(src); c.rc != nil {
-			c.relayFn = c.relayTLSRound
-		}
-	} else if c.sock = newSockReader(src); c.sock != nil {
+// newCopier returns the copier from src to dst; srcSock and dstSock are
+// their rawSocks when they are plain sockets, else nil.
+func newCopier(t *tunnel, src, dst net.Conn, toServer bool, srcSock, dstSock *rawSock) *copier {
+	c := &copier{t: t, src: src, dst: dst, toServer: toServer, sock: srcSock, w: dstSock}
+	if c.sock != nil {
 		c.relayFn = c.relaySockRound
+	} else if c.rc = recordConnOf(src); c.rc != nil {
+		c.relayFn = c.relayTLSRound
 	}
-	if _, isTLS := dst.(*tls.Conn); !isTLS {
-		c.w = newSockWriter(dst)
-	}
+	c.dstRC = recordConnOf(dst)
 	return c
 }
 
@@ -423,7 +433,7 @@ func (c *copier) relayTLSRound(fd uintptr) bool {
 			if drained {
 				return false // wait for the next burst
 			}
-			bp, n, err, wait := readSock(fd, rc.sr.network)
+			bp, n, err, wait := readSock(fd, rc.sock.network)
 			if wait {
 				return false
 			}
@@ -482,10 +492,19 @@ func (c *copier) send(p []byte) error {
 	return nil
 }
 
-// writeDst writes p to dst.
+// writeDst writes p to dst. More than one TLS record's worth is sent as a
+// batch: one system call for all its records.
 func (c *copier) writeDst(p []byte) (int, error) {
-	if c.w != nil {
+	switch {
+	case c.w != nil:
 		return c.w.Write(p)
+	case c.dstRC != nil && len(p) > maxRecordPlaintext:
+		c.dstRC.beginBatch()
+		n, err := c.dst.Write(p)
+		if ferr := c.dstRC.endBatch(); err == nil {
+			err = ferr
+		}
+		return n, err
 	}
 	return c.dst.Write(p)
 }

@@ -191,8 +191,14 @@ func (h *Handler) forwardUpgrade(ctx context.Context, r *http.Request, addr stri
 	// One deadline for writing the request and reading the answer.
 	_ = conn.SetDeadline(time.Now().Add(h.dialTimeout))
 
+	// Raw system calls, as in the tunnel (see sysWrite): the write runs the
+	// backend's receive path, long enough for sysmon to take the P.
+	var rw io.ReadWriter = conn
+	if s := newRawSock(conn); s != nil {
+		rw = s
+	}
 	bw := writerPool.Get().(*bufio.Writer)
-	bw.Reset(conn)
+	bw.Reset(rw)
 	writeUpgradeRequest(bw, r)
 	err = bw.Flush()
 	bw.Reset(nil)
@@ -202,7 +208,7 @@ func (h *Handler) forwardUpgrade(ctx context.Context, r *http.Request, addr stri
 		return nil, nil, nil, fmt.Errorf("write upgrade to %s: %w", addr, err)
 	}
 	br := readerPool.Get().(*bufio.Reader)
-	br.Reset(conn)
+	br.Reset(rw)
 	resp, err := http.ReadResponse(br, r)
 	if err != nil {
 		putReader(br)
