@@ -146,7 +146,7 @@ func New(opts Options) *Handler {
 	if h.log == nil {
 		h.log = slog.Default()
 	}
-	h.dialer = net.Dialer{Timeout: h.dialTimeout, KeepAlive: 30 * time.Second}
+	h.dialer = net.Dialer{Timeout: h.dialTimeout, KeepAlive: 30 * time.Second, ControlContext: rawConnect}
 	h.plain = h.newPlainProxy()
 	h.SetRoutes(opts.Routes)
 	return h

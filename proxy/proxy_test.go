@@ -400,7 +400,8 @@ func TestPlainHTTP(t *testing.T) {
 
 func TestCloseIsPropagated(t *testing.T) {
 	b := newTestBackend(t, "b")
-	p := startProxy(t, Options{}, backendSpec{addr: b.addr})
+	// A short linger, set before any tunnel exists (tunnels read it).
+	p := startProxyWith(t, Options{}, func(h *Handler) { h.halfCloseLinger = 50 * time.Millisecond }, backendSpec{addr: b.addr})
 	id := registry.ID{Pool: "app", Address: b.addr}
 
 	t.Run("client closes", func(t *testing.T) {
@@ -424,8 +425,6 @@ func TestCloseIsPropagated(t *testing.T) {
 		waitFor(t, "lease to be released", func() bool { a, _ := p.bal.Counts(id); return a == 0 })
 	})
 	t.Run("half-closed client is closed after the linger", func(t *testing.T) {
-		p.h.halfCloseLinger = 50 * time.Millisecond
-		defer func() { p.h.halfCloseLinger = defaultHalfCloseLinger }()
 		c, _ := p.dial(t, "/ws", nil)
 		waitFor(t, "backend to hold the connection", func() bool { return b.open() == 1 })
 		b.dropAll()

@@ -13,7 +13,7 @@ import (
 )
 
 // tcpPair returns the two ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (client, server *net.TCPConn) {
+func tcpPair(t testing.TB) (client, server *net.TCPConn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -225,5 +225,43 @@ func TestRecordConnBatch(t *testing.T) {
 	}
 	if _, err := io.ReadFull(client, got[:len(b)]); err != nil || !bytes.Equal(got[:len(b)], b) {
 		t.Fatalf("write after the batch: %v", err)
+	}
+}
+
+func TestRawConnect(t *testing.T) {
+	d := net.Dialer{Timeout: 5 * time.Second, ControlContext: rawConnect}
+	for _, network := range []string{"tcp4", "tcp6"} {
+		host := map[string]string{"tcp4": "127.0.0.1", "tcp6": "::1"}[network]
+		ln, err := net.Listen(network, net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Logf("%s: %v (skipped)", network, err)
+			continue
+		}
+		addr := ln.Addr().String()
+		go func() {
+			c, err := ln.Accept()
+			if err == nil {
+				_, _ = io.Copy(c, c)
+				c.Close()
+			}
+		}()
+		c, err := d.Dial("tcp", addr)
+		if err != nil {
+			t.Fatalf("%s: Dial(%s) = %v", network, addr, err)
+		}
+		if _, err := c.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, 4)
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(c, got); err != nil || string(got) != "ping" {
+			t.Fatalf("%s: echo = %q, %v", network, got, err)
+		}
+		c.Close()
+		ln.Close()
+		// Nobody listens there now: the refusal comes back as from net.
+		if _, err := d.Dial("tcp", addr); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("%s: Dial(closed port) = %v, want ECONNREFUSED", network, err)
+		}
 	}
 }

@@ -109,7 +109,7 @@ func (t *tunnel) directionEnded(c *copier, err error) {
 	switch {
 	case errors.Is(err, errGoneAway):
 		return
-	case errors.Is(err, io.EOF) && !t.stopping.Load() && closeWrite(c.dst) == nil:
+	case errors.Is(err, io.EOF) && !t.stopping.Load() && c.closeWrite() == nil:
 		t.linger = time.AfterFunc(t.h.halfCloseLinger, t.close)
 		return
 	}
@@ -154,28 +154,41 @@ func (t *tunnel) goAway(deadline time.Time) {
 	t.down.resume()
 }
 
-// closeWrite half-closes c after everything written so far: for TLS a
+// closeWrite half-closes c.dst after everything written so far: for TLS a
 // close_notify alert and then the TCP FIN, so the peer sees the end after
-// the last frame (closing outright could reset the connection and lose it).
-func closeWrite(c net.Conn) error {
-	if tc, ok := c.(*tls.Conn); ok {
+// the last frame (closing outright could reset the connection and lose
+// it). The FIN goes out with a raw shutdown(2) (see sysRead): on loopback
+// it runs the peer's side of the close too.
+func (c *copier) closeWrite() error {
+	conn := c.dst
+	if tc, ok := conn.(*tls.Conn); ok {
 		if err := tc.CloseWrite(); err != nil {
 			return err
 		}
-		c = tc.NetConn()
+		conn = tc.NetConn()
 	}
-	if rc, ok := c.(*recordConn); ok {
-		return rc.sock.shutdownWrite()
+	switch {
+	case c.w != nil:
+		return c.w.shutdownWrite()
+	case c.dstRC != nil:
+		return c.dstRC.sock.shutdownWrite()
 	}
-	if s := newRawSock(c); s != nil {
-		return s.shutdownWrite()
+	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
 	}
 	return errors.ErrUnsupported
 }
 
-// close closes both connections, unblocking both copiers.
+// close closes both connections, unblocking both copiers. Each is
+// half-closed first (closeWrite), as Close would end it, so that close(2)
+// has no FIN left to send.
 func (t *tunnel) close() {
 	t.closeOnce.Do(func() {
+		for _, c := range [...]*copier{t.up, t.down} {
+			if c != nil {
+				_ = c.closeWrite()
+			}
+		}
 		if t.client != nil {
 			_ = t.client.Close()
 		}
