@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"unsafe"
 )
@@ -92,6 +93,8 @@ type rawSock struct {
 	wp      []byte
 	wn      int
 	werr    error
+
+	wshut atomic.Bool // shutdownWrite has succeeded
 }
 
 // newRawSock returns c's rawSock, or nil if c has no RawConn.
@@ -187,7 +190,15 @@ func (s *rawSock) doWrite(fd uintptr) bool {
 
 // shutdownWrite half-closes the socket (shutdown(2) with SHUT_WR); the FIN
 // it sends runs, on loopback, the peer's side of it too.
+//
+// A call after one that succeeded does nothing: a tunnel half-closes a
+// direction when its source ends and again before it closes. It does not
+// take wmu: it must not wait for a write blocked on a slow peer, which the
+// Close that follows it is there to end.
 func (s *rawSock) shutdownWrite() error {
+	if s.wshut.Load() {
+		return nil
+	}
 	var errno syscall.Errno
 	if err := s.raw.Control(func(fd uintptr) {
 		_, _, errno = syscall.RawSyscall(syscall.SYS_SHUTDOWN, fd, syscall.SHUT_WR, 0)
@@ -197,6 +208,7 @@ func (s *rawSock) shutdownWrite() error {
 	if errno != 0 {
 		return opError("shutdown", s.network, errno)
 	}
+	s.wshut.Store(true)
 	return nil
 }
 

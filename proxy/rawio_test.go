@@ -265,3 +265,24 @@ func TestRawConnect(t *testing.T) {
 		}
 	}
 }
+
+// A second half-close is not an error, also once the peer has closed too
+// (when shutdown(2) itself would fail with ENOTCONN): a tunnel half-closes
+// a direction when its source ends and again before it closes.
+func TestShutdownWriteTwice(t *testing.T) {
+	client, server := tcpPair(t)
+	s := newRawSock(server)
+	if err := s.shutdownWrite(); err != nil {
+		t.Fatalf("first shutdownWrite: %v", err)
+	}
+	if n, err := client.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("peer read after the half-close = %d, %v; want 0, EOF", n, err)
+	}
+	client.Close()
+	if n, err := server.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Fatalf("read after the peer's close = %d, %v; want 0, EOF", n, err)
+	}
+	if err := s.shutdownWrite(); err != nil {
+		t.Fatalf("second shutdownWrite: %v", err)
+	}
+}

@@ -71,7 +71,7 @@ func newGateway(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) (
 	})
 	g.admin = admin.New(admin.Options{Store: g.store, Balancer: g.bal, Pprof: cfg.Admin.Pprof, Logger: log})
 
-	if g.proxyLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+	if g.proxyLn, err = proxy.Listen(context.Background(), "tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen (TLS): %w", err)
 	}
 	if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {

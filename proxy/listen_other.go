@@ -1,0 +1,9 @@
+//go:build !linux
+
+package proxy
+
+import "net"
+
+func listenConfig() *net.ListenConfig {
+	return &net.ListenConfig{KeepAlive: KeepAlive}
+}
