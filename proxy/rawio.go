@@ -31,9 +31,13 @@ import (
 // record is waiting.
 
 const (
-	// bufSize is the size of pooled buffers. 32 KiB holds two full TLS
-	// records.
-	bufSize = 32 << 10
+	// bufSize is the size of pooled buffers: 64 KiB holds four full TLS
+	// records, and one read(2) or write(2) moves that much when a stream
+	// is busy. A waiting tunnel holds none (see above), so the size costs
+	// nothing while idle. Against 32 KiB it saved 8-10% of the CPU per
+	// 16 KiB message in the throughput16k scenario (8 of 8 alternating
+	// A/B pairs); 128 KiB saved nothing more.
+	bufSize = 64 << 10
 
 	tlsRecordHeader = 5
 	// maxRecordPlaintext is the most plaintext one TLS record carries.
@@ -249,7 +253,7 @@ func readInto(fd uintptr, p []byte, network string) (n int, err error, wait bool
 // connections can be tunnelled without a buffer held while idle. Serve the
 // Handler's server on tls.NewListener(proxy.NewListener(ln), config). A
 // Handler works on any listener; on others an idle tunnel's client side
-// holds a 32 KiB buffer.
+// holds a 64 KiB buffer.
 func NewListener(ln net.Listener) net.Listener { return &listener{ln} }
 
 type listener struct{ net.Listener }
