@@ -219,8 +219,10 @@ if ((${#missing[@]} > 0)); then
 fi
 
 log "building into $bin"
+# -buildvcs=auto overrides a GOFLAGS=-buildvcs=false: "wsgate version" in
+# the results then names the commit measured.
 for cmd in wsgate wsgate-backend wsgate-bench; do
-	go build -o "$bin/$cmd" "./cmd/$cmd"
+	go build -buildvcs=auto -o "$bin/$cmd" "./cmd/$cmd"
 done
 go build -o "$bin/gencert" ./bench/gencert
 "$bin/gencert" -dir "$out/certs" -hosts 127.0.0.1,localhost >/dev/null
