@@ -15,7 +15,7 @@ func (b *bench) runConnRate(ctx context.Context, res *Result) {
 	res.HandshakesPerS = rate(res.Handshakes, b.win.seconds())
 	res.Latency = all.latency()
 	if p := b.procResult(b.win); p != nil {
-		p.CPUUsPerHandshake = perUnitUS(b.win.proxyCPU, res.Handshakes)
+		p.CPUUsPerHandshake = perUnitUS(b.win.proxyCPU.total, res.Handshakes)
 		res.Proc = p
 	}
 	if b.opts.n > 0 && res.Handshakes < b.opts.n {

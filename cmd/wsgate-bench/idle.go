@@ -103,9 +103,9 @@ func (b *bench) runIdle(ctx context.Context, res *Result) {
 		b.note("interrupted after holding %.2fs", w.seconds())
 	}
 	if len(b.opts.pids) > 0 && procErr == nil {
-		var cpu1 time.Duration
+		var cpu1 cpuTimes
 		if cpu1, procErr = b.opts.pids.cpu(); procErr == nil {
-			w.proxyCPU = cpu1 - cpu0
+			w.proxyCPU = cpu1.sub(cpu0)
 			w.proxyRSS, procErr = b.opts.pids.rssKB()
 		}
 	}

@@ -312,7 +312,7 @@ type bench struct {
 // window is what was measured around the measured window.
 type window struct {
 	start, end time.Time
-	proxyCPU   time.Duration // summed over -pid
+	proxyCPU   cpuTimes      // summed over -pid
 	proxyRSS   int64         // kB, at the end
 	procErr    error         // reading /proc failed; proxy figures unknown
 	selfCPU    time.Duration // this process
@@ -429,9 +429,9 @@ func (b *bench) measure(ctx context.Context, unit string) window {
 	}
 	w.selfCPU = selfCPU() - self0
 	if len(b.opts.pids) > 0 && w.procErr == nil {
-		var cpu1 time.Duration
+		var cpu1 cpuTimes
 		if cpu1, err = b.opts.pids.cpu(); err == nil {
-			w.proxyCPU = cpu1 - cpu0
+			w.proxyCPU = cpu1.sub(cpu0)
 			w.proxyRSS, err = b.opts.pids.rssKB()
 		}
 		w.procErr = err
@@ -481,10 +481,20 @@ func (b *bench) procResult(w window) *Proc {
 		return nil
 	}
 	return &Proc{
-		PIDs:  b.opts.pids,
-		CPUS:  round(w.proxyCPU.Seconds(), 3),
-		RSSKB: w.proxyRSS,
+		PIDs:    b.opts.pids,
+		CPUS:    round(w.proxyCPU.total.Seconds(), 3),
+		CPUSysS: round(w.proxyCPU.sys.Seconds(), 3),
+		RSSKB:   w.proxyRSS,
 	}
+}
+
+// kernelShare is ", N% in the kernel" for the summary, or "" when no CPU
+// was counted.
+func kernelShare(p *Proc) string {
+	if p.CPUS <= 0 {
+		return ""
+	}
+	return fmt.Sprintf(", %.0f%% in the kernel", 100*p.CPUSysS/p.CPUS)
 }
 
 // perUnitUS is CPU microseconds per unit, or 0 without units.
@@ -642,11 +652,11 @@ func (b *bench) printSummary(w io.Writer, r *Result) {
 		pids := (*pidList)(&p.PIDs).String()
 		switch {
 		case p.CPUUsPerMsg > 0:
-			fmt.Fprintf(w, "  PROXY CPU     %.2f µs per message    (%.3f s over %.2fs, pids %s)\n", p.CPUUsPerMsg, p.CPUS, r.DurationS, pids)
+			fmt.Fprintf(w, "  PROXY CPU     %.2f µs per message    (%.3f s over %.2fs%s, pids %s)\n", p.CPUUsPerMsg, p.CPUS, r.DurationS, kernelShare(p), pids)
 		case p.CPUUsPerHandshake > 0:
-			fmt.Fprintf(w, "  PROXY CPU     %.1f µs per handshake  (%.3f s over %.2fs, pids %s)\n", p.CPUUsPerHandshake, p.CPUS, r.DurationS, pids)
+			fmt.Fprintf(w, "  PROXY CPU     %.1f µs per handshake  (%.3f s over %.2fs%s, pids %s)\n", p.CPUUsPerHandshake, p.CPUS, r.DurationS, kernelShare(p), pids)
 		default:
-			fmt.Fprintf(w, "  proxy CPU     %.3f s over %.2fs, pids %s\n", p.CPUS, r.DurationS, pids)
+			fmt.Fprintf(w, "  proxy CPU     %.3f s over %.2fs%s, pids %s\n", p.CPUS, r.DurationS, kernelShare(p), pids)
 		}
 		fmt.Fprintf(w, "  proxy RSS     %d kB\n", p.RSSKB)
 	}

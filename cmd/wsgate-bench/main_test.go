@@ -114,6 +114,8 @@ func TestModes(t *testing.T) {
 				checkLatency(t, r.Latency)
 				if r.Proc == nil || r.Proc.CPUUsPerMsg <= 0 || r.Proc.RSSKB <= 0 || len(r.Proc.PIDs) != 1 {
 					t.Errorf("proc = %+v, want cpu_us_per_msg and rss_kb > 0", r.Proc)
+				} else if r.Proc.CPUSysS < 0 || r.Proc.CPUSysS > r.Proc.CPUS {
+					t.Errorf("proc: cpu_sys_s = %v, want within cpu_s = %v", r.Proc.CPUSysS, r.Proc.CPUS)
 				}
 				if r.Label != "direct" || r.Conns != 4 || r.Size != 100 {
 					t.Errorf("label, conns, size = %q, %d, %d, want direct, 4, 100", r.Label, r.Conns, r.Size)

@@ -20,17 +20,28 @@ const clockTicks = 100
 // a master and its workers count as one proxy.
 type procSet []int
 
-// cpu returns the user+system CPU time the processes have used so far.
-func (ps procSet) cpu() (time.Duration, error) {
-	var total time.Duration
+// cpuTimes is CPU time used: in all (user+system), and of that in the
+// kernel (system).
+type cpuTimes struct {
+	total, sys time.Duration
+}
+
+func (c cpuTimes) sub(o cpuTimes) cpuTimes {
+	return cpuTimes{total: c.total - o.total, sys: c.sys - o.sys}
+}
+
+// cpu returns the CPU time the processes have used so far.
+func (ps procSet) cpu() (cpuTimes, error) {
+	var sum cpuTimes
 	for _, pid := range ps {
-		d, err := readProcCPU(pid)
+		c, err := readProcCPU(pid)
 		if err != nil {
-			return 0, err
+			return cpuTimes{}, err
 		}
-		total += d
+		sum.total += c.total
+		sum.sys += c.sys
 	}
-	return total, nil
+	return sum, nil
 }
 
 // rssKB returns the processes' summed resident set size in kB.
@@ -46,41 +57,40 @@ func (ps procSet) rssKB() (int64, error) {
 	return total, nil
 }
 
-func readProcCPU(pid int) (time.Duration, error) {
+func readProcCPU(pid int) (cpuTimes, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, fmt.Errorf("pid %d: %w", pid, err)
+		return cpuTimes{}, fmt.Errorf("pid %d: %w", pid, err)
 	}
-	ticks, err := parseProcStat(data)
+	utime, stime, err := parseProcStat(data)
 	if err != nil {
-		return 0, fmt.Errorf("pid %d: /proc stat: %w", pid, err)
+		return cpuTimes{}, fmt.Errorf("pid %d: /proc stat: %w", pid, err)
 	}
-	return time.Duration(ticks) * (time.Second / clockTicks), nil
+	const tick = time.Second / clockTicks
+	return cpuTimes{total: time.Duration(utime+stime) * tick, sys: time.Duration(stime) * tick}, nil
 }
 
-// parseProcStat returns utime+stime in clock ticks from the contents of
-// /proc/PID/stat. The command name (field 2) is in parentheses and may hold
+// parseProcStat returns utime and stime in clock ticks from the contents
+// of /proc/PID/stat. The command name (field 2) is in parentheses and may hold
 // spaces and parentheses itself, so fields are counted from the last ')':
 // after it come state (field 3) and so on, putting utime (field 14) and
 // stime (field 15) at offsets 11 and 12.
-func parseProcStat(data []byte) (uint64, error) {
+func parseProcStat(data []byte) (utime, stime uint64, err error) {
 	i := bytes.LastIndexByte(data, ')')
 	if i < 0 {
-		return 0, errors.New("no command name")
+		return 0, 0, errors.New("no command name")
 	}
 	f := bytes.Fields(data[i+1:])
 	if len(f) < 13 {
-		return 0, fmt.Errorf("%d fields after the command name, want at least 13", len(f))
+		return 0, 0, fmt.Errorf("%d fields after the command name, want at least 13", len(f))
 	}
-	utime, err := strconv.ParseUint(string(f[11]), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("utime: %w", err)
+	if utime, err = strconv.ParseUint(string(f[11]), 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("utime: %w", err)
 	}
-	stime, err := strconv.ParseUint(string(f[12]), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("stime: %w", err)
+	if stime, err = strconv.ParseUint(string(f[12]), 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("stime: %w", err)
 	}
-	return utime + stime, nil
+	return utime, stime, nil
 }
 
 func readProcRSS(pid int) (int64, error) {

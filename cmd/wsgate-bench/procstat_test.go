@@ -15,7 +15,7 @@ func TestProcSelf(t *testing.T) {
 	// Spin until the kernel has charged at least two clock ticks more, or
 	// give up after two seconds.
 	var sink uint64
-	var after time.Duration
+	var after cpuTimes
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); {
 		for i := range 1_000_000 {
 			sink += uint64(i) * uint64(i)
@@ -23,13 +23,13 @@ func TestProcSelf(t *testing.T) {
 		if after, err = ps.cpu(); err != nil {
 			t.Fatalf("cpu() error: %v", err)
 		}
-		if after-before >= 2*time.Second/clockTicks {
+		if after.total-before.total >= 2*time.Second/clockTicks {
 			break
 		}
 	}
 	_ = sink
-	if after-before < 2*time.Second/clockTicks {
-		t.Errorf("cpu() went from %v to %v over a busy loop, want it to grow", before, after)
+	if d := after.sub(before); d.total < 2*time.Second/clockTicks || d.sys < 0 || d.sys > d.total {
+		t.Errorf("cpu() went from %+v to %+v over a busy loop, want the total to grow and the system part within it", before, after)
 	}
 
 	rss, err := ps.rssKB()
@@ -47,22 +47,23 @@ func TestProcSelf(t *testing.T) {
 func TestParseProcStat(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name    string
-		in      string
-		want    uint64
-		wantErr bool
+		name         string
+		in           string
+		utime, stime uint64
+		wantErr      bool
 	}{
-		{"plain", "1234 (nginx) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0 100 1000 200", 325, false},
-		{"name with spaces and parens", "77 (a (b) c) R 1 77 77 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 1 1 1", 7, false},
-		{"no name", "77 a R 1", 0, true},
-		{"too short", "77 (x) R 1 2 3", 0, true},
-		{"not a number", "77 (x) R 1 77 77 0 -1 0 0 0 0 0 x 4 0", 0, true},
+		{"plain", "1234 (nginx) S 1 1234 1234 0 -1 4194560 100 0 0 0 250 75 0 0 20 0 1 0 100 1000 200", 250, 75, false},
+		{"name with spaces and parens", "77 (a (b) c) R 1 77 77 0 -1 0 0 0 0 0 3 4 0 0 20 0 1 0 1 1 1", 3, 4, false},
+		{"no name", "77 a R 1", 0, 0, true},
+		{"too short", "77 (x) R 1 2 3", 0, 0, true},
+		{"not a number", "77 (x) R 1 77 77 0 -1 0 0 0 0 0 x 4 0", 0, 0, true},
+		{"stime not a number", "77 (x) R 1 77 77 0 -1 0 0 0 0 0 3 y 0", 0, 0, true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseProcStat([]byte(tc.in))
-			if (err != nil) != tc.wantErr || got != tc.want {
-				t.Errorf("parseProcStat() = %d, %v, want %d (error %v)", got, err, tc.want, tc.wantErr)
+			u, s, err := parseProcStat([]byte(tc.in))
+			if (err != nil) != tc.wantErr || u != tc.utime || s != tc.stime {
+				t.Errorf("parseProcStat() = %d, %d, %v; want %d, %d (error %v)", u, s, err, tc.utime, tc.stime, tc.wantErr)
 			}
 		})
 	}

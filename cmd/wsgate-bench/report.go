@@ -66,6 +66,7 @@ type reportIdle struct {
 // reportProc is the CPU and memory of the measured (-pid) processes.
 type reportProc struct {
 	CPUs              *float64 `json:"cpu_s"`
+	CPUSysS           *float64 `json:"cpu_sys_s"`
 	CPUusPerMsg       *float64 `json:"cpu_us_per_msg"`
 	CPUusPerHandshake *float64 `json:"cpu_us_per_handshake"`
 	RSSkB             *float64 `json:"rss_kb"`
@@ -107,6 +108,19 @@ func reportMetricsFor(mode string) []reportMetric {
 			}
 			return reportDeref(r.Proc.CPUusPerMsg)
 		}}
+	// kernel is the kernel's part of a per-unit CPU cost: the cost times
+	// the run's system share. Results from before cpu_sys_s lack it.
+	kernel := func(key string, digits int, cost func(p *reportProc) *float64) reportMetric {
+		return reportMetric{key: key, title: "of which kernel µs", digits: digits,
+			value: func(r *reportRecord) (float64, bool) {
+				if r.Proc == nil || r.Proc.CPUs == nil || r.Proc.CPUSysS == nil || *r.Proc.CPUs <= 0 {
+					return 0, false
+				}
+				c, ok := reportDeref(cost(r.Proc))
+				return c * *r.Proc.CPUSysS / *r.Proc.CPUs, ok
+			}}
+	}
+	kernelMsg := kernel("kernel_us_per_msg", 2, func(p *reportProc) *float64 { return p.CPUusPerMsg })
 	msgs := reportMetric{key: "msgs_per_s", title: "msgs/s", digits: 0,
 		value: func(r *reportRecord) (float64, bool) { return r.MsgsPerS, r.Messages > 0 || r.MsgsPerS > 0 }}
 	latency := func(key, title string, pick func(l *reportLatency) *float64, cost bool) reportMetric {
@@ -122,6 +136,7 @@ func reportMetricsFor(mode string) []reportMetric {
 	case "rtt":
 		return []reportMetric{
 			cpuMsg,
+			kernelMsg,
 			latency("p50_us", "p50 µs", func(l *reportLatency) *float64 { return l.P50 }, false),
 			latency("p99_us", "p99 µs", func(l *reportLatency) *float64 { return l.P99 }, true),
 			msgs,
@@ -129,6 +144,7 @@ func reportMetricsFor(mode string) []reportMetric {
 	case "throughput":
 		return []reportMetric{
 			cpuMsg,
+			kernelMsg,
 			{key: "mb_per_s", title: "MB/s", digits: 1,
 				value: func(r *reportRecord) (float64, bool) { return r.MBPerS, r.Messages > 0 || r.MBPerS > 0 }},
 			msgs,
@@ -142,6 +158,7 @@ func reportMetricsFor(mode string) []reportMetric {
 					}
 					return reportDeref(r.Proc.CPUusPerHandshake)
 				}},
+			kernel("kernel_us_per_handshake", 1, func(p *reportProc) *float64 { return p.CPUusPerHandshake }),
 			{key: "handshakes_per_s", title: "handshakes/s", digits: 0,
 				value: func(r *reportRecord) (float64, bool) {
 					return r.HandshakesPerS, r.Handshakes > 0 || r.HandshakesPerS > 0

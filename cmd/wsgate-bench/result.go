@@ -36,6 +36,8 @@ package main
 //	  pids            the PIDs measured; figures are sums over them
 //	  cpu_s           user+system CPU seconds of the PIDs over the measured window
 //	                  (idle: over the hold, after all connections were open)
+//	  cpu_sys_s       the part of cpu_s spent in the kernel (system time: system
+//	                  calls, and the TCP/IP work the kernel charges to them)
 //	  cpu_us_per_msg  rtt, throughput: CPU microseconds per echoed message
 //	  cpu_us_per_handshake  connrate: CPU microseconds per handshake
 //	  rss_kb          summed VmRSS at the end of the measured window
@@ -87,6 +89,7 @@ type Idle struct {
 type Proc struct {
 	PIDs              []int   `json:"pids"`
 	CPUS              float64 `json:"cpu_s"`
+	CPUSysS           float64 `json:"cpu_sys_s"`
 	CPUUsPerMsg       float64 `json:"cpu_us_per_msg,omitempty"`
 	CPUUsPerHandshake float64 `json:"cpu_us_per_handshake,omitempty"`
 	RSSKB             int64   `json:"rss_kb"`

@@ -18,7 +18,7 @@ func (b *bench) runRTT(ctx context.Context, res *Result) {
 	res.MsgsPerS = rate(res.Messages, b.win.seconds())
 	res.Latency = all.latency()
 	if p := b.procResult(b.win); p != nil {
-		p.CPUUsPerMsg = perUnitUS(b.win.proxyCPU, res.Messages)
+		p.CPUUsPerMsg = perUnitUS(b.win.proxyCPU.total, res.Messages)
 		res.Proc = p
 	}
 }

@@ -25,7 +25,7 @@ func (b *bench) runThroughput(ctx context.Context, res *Result) {
 		res.MBPerS = 0
 	}
 	if p := b.procResult(b.win); p != nil {
-		p.CPUUsPerMsg = perUnitUS(b.win.proxyCPU, res.Messages)
+		p.CPUUsPerMsg = perUnitUS(b.win.proxyCPU.total, res.Messages)
 		res.Proc = p
 	}
 }
