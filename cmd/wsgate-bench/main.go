@@ -28,17 +28,20 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -312,10 +315,11 @@ type bench struct {
 // window is what was measured around the measured window.
 type window struct {
 	start, end time.Time
-	proxyCPU   cpuTimes      // summed over -pid
-	proxyRSS   int64         // kB, at the end
-	procErr    error         // reading /proc failed; proxy figures unknown
-	selfCPU    time.Duration // this process
+	proxyCPU   cpuTimes           // summed over -pid
+	proxyRSS   int64              // kB, at the end
+	procErr    error              // reading /proc failed; proxy figures unknown
+	selfCPU    time.Duration      // this process
+	steal      map[string]float64 // per CPU, % of the window; nil if unknown
 }
 
 func (w *window) seconds() float64 { return w.end.Sub(w.start).Seconds() }
@@ -343,6 +347,9 @@ func (b *bench) run(ctx context.Context) *Result {
 	}
 	for i := range b.errs {
 		res.Errors += b.errs[i].Load()
+	}
+	if len(b.win.steal) > 0 {
+		res.StealPct = b.win.steal
 	}
 	return res
 }
@@ -410,6 +417,7 @@ func (b *bench) measure(ctx context.Context, unit string) window {
 	var w window
 	cpu0, err := b.opts.pids.cpu()
 	w.procErr = err
+	host0, hostErr := readCPUStats()
 	self0 := selfCPU()
 	w.start = time.Now()
 	b.startNano.Store(w.start.UnixNano())
@@ -428,6 +436,11 @@ func (b *bench) measure(ctx context.Context, unit string) window {
 		b.note("interrupted: the figures cover %.2fs", w.seconds())
 	}
 	w.selfCPU = selfCPU() - self0
+	if hostErr == nil {
+		if host1, err := readCPUStats(); err == nil {
+			w.steal = stealPct(host0, host1)
+		}
+	}
 	if len(b.opts.pids) > 0 && w.procErr == nil {
 		var cpu1 cpuTimes
 		if cpu1, err = b.opts.pids.cpu(); err == nil {
@@ -486,6 +499,19 @@ func (b *bench) procResult(w window) *Proc {
 		CPUSysS: round(w.proxyCPU.sys.Seconds(), 3),
 		RSSKB:   w.proxyRSS,
 	}
+}
+
+// stealLine is "cpu0 1.2%, cpu1 0.4%", in CPU order.
+func stealLine(steal map[string]float64) string {
+	cpus := slices.Collect(maps.Keys(steal))
+	slices.SortFunc(cpus, func(a, b string) int {
+		return cmp.Or(cmp.Compare(len(a), len(b)), cmp.Compare(a, b)) // cpu2 before cpu10
+	})
+	parts := make([]string, len(cpus))
+	for i, c := range cpus {
+		parts[i] = fmt.Sprintf("%s %.1f%%", c, steal[c])
+	}
+	return strings.Join(parts, ", ")
 }
 
 // kernelShare is ", N% in the kernel" for the summary, or "" when no CPU
@@ -659,6 +685,9 @@ func (b *bench) printSummary(w io.Writer, r *Result) {
 			fmt.Fprintf(w, "  proxy CPU     %.3f s over %.2fs%s, pids %s\n", p.CPUS, r.DurationS, kernelShare(p), pids)
 		}
 		fmt.Fprintf(w, "  proxy RSS     %d kB\n", p.RSSKB)
+	}
+	if len(r.StealPct) > 0 {
+		fmt.Fprintf(w, "  host steal    %s  (time the hypervisor ran other guests; more than a few %% disturbs every figure)\n", stealLine(r.StealPct))
 	}
 	if r.Mode != modeIdle && win.end.After(win.start) {
 		fmt.Fprintf(w, "  bench CPU     %.3f s (%.0f%% of one core)", win.selfCPU.Seconds(), 100*win.selfCPU.Seconds()/win.seconds())

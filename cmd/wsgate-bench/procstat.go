@@ -122,6 +122,66 @@ func parseStatusKB(data []byte, key string) (int64, error) {
 	return 0, fmt.Errorf("no %s line (a kernel thread, or a zombie?)", key)
 }
 
+// cpuStat is one CPU's line of /proc/stat, in clock ticks: the time the
+// hypervisor gave this virtual CPU's host core to someone else (steal), and
+// all of its time.
+type cpuStat struct{ steal, total uint64 }
+
+// readCPUStats returns /proc/stat's per-CPU lines by name ("cpu0", ...).
+func readCPUStats() (map[string]cpuStat, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil, err
+	}
+	return parseCPUStats(data)
+}
+
+// parseCPUStats parses the "cpuN user nice system idle iowait irq softirq
+// steal ..." lines of /proc/stat. guest and guest_nice are already counted
+// in user and nice, so the total is the sum of the first eight fields.
+func parseCPUStats(data []byte) (map[string]cpuStat, error) {
+	out := map[string]cpuStat{}
+	for line := range bytes.Lines(data) {
+		f := bytes.Fields(line)
+		if len(f) == 0 || !bytes.HasPrefix(f[0], []byte("cpu")) || len(f[0]) == 3 {
+			continue // not a CPU line, or the all-CPU "cpu" line
+		}
+		if len(f) < 9 {
+			return nil, fmt.Errorf("/proc/stat %s: %d fields, want at least 9", f[0], len(f))
+		}
+		var st cpuStat
+		for i := 1; i <= 8; i++ {
+			v, err := strconv.ParseUint(string(f[i]), 10, 64)
+			if err != nil {
+				return nil, fmt.Errorf("/proc/stat %s field %d: %w", f[0], i, err)
+			}
+			st.total += v
+			if i == 8 {
+				st.steal = v
+			}
+		}
+		out[string(f[0])] = st
+	}
+	if len(out) == 0 {
+		return nil, errors.New("/proc/stat: no per-CPU lines")
+	}
+	return out, nil
+}
+
+// stealPct is each CPU's steal time between two samples as a percentage of
+// its time, rounded to 0.1.
+func stealPct(before, after map[string]cpuStat) map[string]float64 {
+	out := map[string]float64{}
+	for cpu, a := range after {
+		b, ok := before[cpu]
+		if !ok || a.total <= b.total {
+			continue
+		}
+		out[cpu] = round(100*float64(a.steal-b.steal)/float64(a.total-b.total), 1)
+	}
+	return out
+}
+
 // readOpenFileLimit returns the soft "Max open files" limit of a process
 // from /proc/PID/limits, or -1 when it is unlimited.
 func readOpenFileLimit(pid int) (int64, error) {

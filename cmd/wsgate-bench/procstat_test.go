@@ -82,3 +82,34 @@ func TestParseStatusKB(t *testing.T) {
 		t.Errorf("parseStatusKB with a bad unit: no error")
 	}
 }
+
+func TestParseCPUStats(t *testing.T) {
+	t.Parallel()
+	before := "cpu  10 0 10 100 0 0 0 5 0 0\ncpu0 5 0 5 50 0 0 0 0 0 0\ncpu1 5 0 5 50 0 0 0 5 0 0\nintr 1 2 3\n"
+	after := "cpu  40 0 40 200 0 0 0 25 0 0\ncpu0 20 0 20 100 0 0 0 10 0 0\ncpu1 20 0 20 100 0 0 0 20 2 0\nintr 1 2 3\n"
+	b, err := parseCPUStats([]byte(before))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := parseCPUStats([]byte(after))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a) != 2 || a["cpu1"] != (cpuStat{steal: 20, total: 160}) {
+		t.Errorf("parseCPUStats = %+v, want cpu0 and cpu1, cpu1 = {20 160} (guest not added)", a)
+	}
+	// cpu0: 10 of 90 ticks stolen; cpu1: 15 of 95.
+	got := stealPct(b, a)
+	if len(got) != 2 || got["cpu0"] != 11.1 || got["cpu1"] != 15.8 {
+		t.Errorf("stealPct = %v, want cpu0 11.1, cpu1 15.8", got)
+	}
+	if _, err := parseCPUStats([]byte("cpu0 1 2 3\n")); err == nil {
+		t.Error("a short cpu line: no error")
+	}
+	if _, err := parseCPUStats([]byte("intr 1\n")); err == nil {
+		t.Error("no cpu lines: no error")
+	}
+	if _, err := readCPUStats(); err != nil {
+		t.Errorf("readCPUStats on this machine: %v", err)
+	}
+}

@@ -12,6 +12,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -28,23 +29,38 @@ import (
 // report uses are decoded; unknown fields are ignored so that the generator
 // can grow without breaking old reports.
 type reportRecord struct {
-	Label          string         `json:"label"`
-	Scenario       string         `json:"scenario"`
-	Mode           string         `json:"mode"`
-	Size           int            `json:"size"`
-	Conns          int            `json:"conns"`
-	Window         int            `json:"window"`
-	DurationS      float64        `json:"duration_s"`
-	Messages       int64          `json:"messages"`
-	MsgsPerS       float64        `json:"msgs_per_s"`
-	MBPerS         float64        `json:"mb_per_s"`
-	Handshakes     int64          `json:"handshakes"`
-	HandshakesPerS float64        `json:"handshakes_per_s"`
-	Errors         int64          `json:"errors"`
-	Lat            *reportLatency `json:"lat_us"`
-	Idle           *reportIdle    `json:"idle"`
-	Proc           *reportProc    `json:"proc"`
+	Label          string             `json:"label"`
+	Scenario       string             `json:"scenario"`
+	Mode           string             `json:"mode"`
+	Size           int                `json:"size"`
+	Conns          int                `json:"conns"`
+	Window         int                `json:"window"`
+	DurationS      float64            `json:"duration_s"`
+	Messages       int64              `json:"messages"`
+	MsgsPerS       float64            `json:"msgs_per_s"`
+	MBPerS         float64            `json:"mb_per_s"`
+	Handshakes     int64              `json:"handshakes"`
+	HandshakesPerS float64            `json:"handshakes_per_s"`
+	Errors         int64              `json:"errors"`
+	Lat            *reportLatency     `json:"lat_us"`
+	Idle           *reportIdle        `json:"idle"`
+	Proc           *reportProc        `json:"proc"`
+	StealPct       map[string]float64 `json:"steal_pct"`
+	StartedAt      string             `json:"started_at"`
 }
+
+// reportMaxSteal is the highest per-CPU steal percentage of a run; ok is
+// false for runs that did not record it.
+func reportMaxSteal(r *reportRecord) (v float64, ok bool) {
+	for _, s := range r.StealPct {
+		v, ok = max(v, s), true
+	}
+	return v, ok
+}
+
+// reportStealLimit is the steal percentage above which a run is listed as
+// disturbed by the host.
+const reportStealLimit = 5.0
 
 // reportLatency holds latency percentiles in microseconds.
 type reportLatency struct {
@@ -121,6 +137,7 @@ func reportMetricsFor(mode string) []reportMetric {
 			}}
 	}
 	kernelMsg := kernel("kernel_us_per_msg", 2, func(p *reportProc) *float64 { return p.CPUusPerMsg })
+	steal := reportMetric{key: "steal_pct", title: "host steal %", digits: 1, value: reportMaxSteal}
 	msgs := reportMetric{key: "msgs_per_s", title: "msgs/s", digits: 0,
 		value: func(r *reportRecord) (float64, bool) { return r.MsgsPerS, r.Messages > 0 || r.MsgsPerS > 0 }}
 	latency := func(key, title string, pick func(l *reportLatency) *float64, cost bool) reportMetric {
@@ -140,6 +157,7 @@ func reportMetricsFor(mode string) []reportMetric {
 			latency("p50_us", "p50 µs", func(l *reportLatency) *float64 { return l.P50 }, false),
 			latency("p99_us", "p99 µs", func(l *reportLatency) *float64 { return l.P99 }, true),
 			msgs,
+			steal,
 		}
 	case "throughput":
 		return []reportMetric{
@@ -148,6 +166,7 @@ func reportMetricsFor(mode string) []reportMetric {
 			{key: "mb_per_s", title: "MB/s", digits: 1,
 				value: func(r *reportRecord) (float64, bool) { return r.MBPerS, r.Messages > 0 || r.MBPerS > 0 }},
 			msgs,
+			steal,
 		}
 	case "connrate":
 		return []reportMetric{
@@ -163,6 +182,7 @@ func reportMetricsFor(mode string) []reportMetric {
 				value: func(r *reportRecord) (float64, bool) {
 					return r.HandshakesPerS, r.Handshakes > 0 || r.HandshakesPerS > 0
 				}},
+			steal,
 		}
 	case "idle":
 		return []reportMetric{
@@ -238,6 +258,9 @@ type reportSummary struct {
 	self   string
 	peers  []string
 	tables []*reportTable
+	// disturbed are the runs with more than reportStealLimit steal, in
+	// input order.
+	disturbed []*reportRecord
 }
 
 // reportCmd runs "wsgate-bench report". It returns the exit code: 0 on
@@ -396,6 +419,11 @@ func reportSummarize(records []reportRecord, self string, peers []string) *repor
 	}
 
 	s := &reportSummary{self: self, peers: peers}
+	for i := range records {
+		if v, ok := reportMaxSteal(&records[i]); ok && v > reportStealLimit {
+			s.disturbed = append(s.disturbed, &records[i])
+		}
+	}
 	for _, sc := range reportOrdered(reportKeys(modes), reportScenarioOrder) {
 		t := &reportTable{scenario: sc, mode: modes[sc], metrics: reportMetricsFor(modes[sc])}
 		var labels []string
@@ -610,6 +638,25 @@ func reportWriteMarkdown(w io.Writer, s *reportSummary) {
 			cols = append(cols, reportFormat(float64(r.errors), 0))
 			fmt.Fprintf(w, "| %s |\n", strings.Join(cols, " | "))
 		}
+	}
+	reportWriteDisturbed(w, s)
+}
+
+// reportWriteDisturbed lists the runs during which the hypervisor took more
+// than reportStealLimit of a CPU's time: their figures are in the medians,
+// but a reader comparing the per-run lines should know which ones to doubt.
+func reportWriteDisturbed(w io.Writer, s *reportSummary) {
+	if len(s.disturbed) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n### Runs disturbed by the host\n\n")
+	fmt.Fprintf(w, "In these runs the hypervisor ran other guests for more than %.0f%% of a CPU's time (steal time):\n", reportStealLimit)
+	fmt.Fprintln(w, "every figure of such a run is worse than the machine's, whichever proxy it measured.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| Scenario | Proxy | started | host steal % per CPU |")
+	fmt.Fprintln(w, "|---|---|---|---|")
+	for _, r := range s.disturbed {
+		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", reportScenario(r), r.Label, cmp.Or(r.StartedAt, "—"), stealLine(r.StealPct))
 	}
 }
 

@@ -202,18 +202,25 @@ func TestReportMarkdown(t *testing.T) {
 		"| RSS per idle connection | idle | ≤ 1.0× | 0.83× | haproxy | PASS |",
 		"| round-trip p99 latency (64 B) | rtt64 | ≤ 1.0× | 1.33× | haproxy | MISS |",
 		"### rtt64",
-		"| Proxy | runs | proxy CPU µs/msg | vs best peer | of which kernel µs | p50 µs | p99 µs | vs best peer | msgs/s | errors |",
+		"| Proxy | runs | proxy CPU µs/msg | vs best peer | of which kernel µs | p50 µs | p99 µs | vs best peer | msgs/s | host steal % | errors |",
 		// The kernel part is the median over the runs that report it:
 		// one for wsgate (10 × 0.75/1), two for nginx (15 × 0.8, 16 × 0.75).
-		"| wsgate | 3 | 11.00 | 0.71× | 7.50 | 55 | 200 | 1.33× | 200 | 1 |",
-		"| nginx | 2 | 15.50 | 1.00× | 12.00 | 80 | 185 | 1.23× | 100 | 0 |",
-		"| haproxy | 3 | 21.00 | 1.35× | — | 70 | 150 | 1.00× | 100 | 0 |",
-		"| direct (no proxy, ws://) | 1 | — | — | — | 20 | 50 | — | 500 | 0 |",
+		// Host steal is the median of each run's highest CPU: 1 and 12.
+		"| wsgate | 3 | 11.00 | 0.71× | 7.50 | 55 | 200 | 1.33× | 200 | 6.5 | 1 |",
+		"| nginx | 2 | 15.50 | 1.00× | 12.00 | 80 | 185 | 1.23× | 100 | — | 0 |",
+		"| haproxy | 3 | 21.00 | 1.35× | — | 70 | 150 | 1.00× | 100 | — | 0 |",
+		"| direct (no proxy, ws://) | 1 | — | — | — | 20 | 50 | — | 500 | — | 0 |",
+		// Only the run above 5% is listed as disturbed, CPUs in order.
+		"### Runs disturbed by the host",
+		"| rtt64 | wsgate | 2026-11-27T03:31:06Z | cpu0 12.0%, cpu1 3.0% |",
 		"| wsgate | 1 | 5,000 | 0.83× | 9,900 | 0 |",
 	} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q; got:\n%s", want, md)
 		}
+	}
+	if strings.Contains(md, "cpu0 1.0%") {
+		t.Errorf("a run with 1%% steal is listed as disturbed:\n%s", md)
 	}
 }
 

@@ -41,27 +41,33 @@ package main
 //	  cpu_us_per_msg  rtt, throughput: CPU microseconds per echoed message
 //	  cpu_us_per_handshake  connrate: CPU microseconds per handshake
 //	  rss_kb          summed VmRSS at the end of the measured window
+//	steal_pct         rtt, throughput, connrate: per CPU ("cpu0", ...), the percentage
+//	                  of the measured window the hypervisor ran something else on
+//	                  it (steal time in /proc/stat). Above a few percent the run was
+//	                  disturbed by other guests on the host: its per-unit costs and
+//	                  latencies are worse than the machine's, for any proxy.
 //	go_version        the Go version wsgate-bench was built with
 //	started_at        when the run started, RFC 3339
 type Result struct {
-	Label          string   `json:"label"`
-	Mode           string   `json:"mode"`
-	URL            string   `json:"url"`
-	Conns          int      `json:"conns"`
-	Size           int      `json:"size"`
-	Window         int      `json:"window,omitempty"`
-	DurationS      float64  `json:"duration_s"`
-	Messages       int64    `json:"messages,omitempty"`
-	MsgsPerS       float64  `json:"msgs_per_s,omitempty"`
-	MBPerS         float64  `json:"mb_per_s,omitempty"`
-	Handshakes     int64    `json:"handshakes,omitempty"`
-	HandshakesPerS float64  `json:"handshakes_per_s,omitempty"`
-	Errors         int64    `json:"errors"`
-	Latency        *Latency `json:"lat_us,omitempty"`
-	Idle           *Idle    `json:"idle,omitempty"`
-	Proc           *Proc    `json:"proc,omitempty"`
-	GoVersion      string   `json:"go_version"`
-	StartedAt      string   `json:"started_at"`
+	Label          string             `json:"label"`
+	Mode           string             `json:"mode"`
+	URL            string             `json:"url"`
+	Conns          int                `json:"conns"`
+	Size           int                `json:"size"`
+	Window         int                `json:"window,omitempty"`
+	DurationS      float64            `json:"duration_s"`
+	Messages       int64              `json:"messages,omitempty"`
+	MsgsPerS       float64            `json:"msgs_per_s,omitempty"`
+	MBPerS         float64            `json:"mb_per_s,omitempty"`
+	Handshakes     int64              `json:"handshakes,omitempty"`
+	HandshakesPerS float64            `json:"handshakes_per_s,omitempty"`
+	Errors         int64              `json:"errors"`
+	Latency        *Latency           `json:"lat_us,omitempty"`
+	Idle           *Idle              `json:"idle,omitempty"`
+	Proc           *Proc              `json:"proc,omitempty"`
+	StealPct       map[string]float64 `json:"steal_pct,omitempty"`
+	GoVersion      string             `json:"go_version"`
+	StartedAt      string             `json:"started_at"`
 }
 
 // Latency holds latency percentiles in microseconds.
