@@ -187,6 +187,9 @@ func TestReportGoalFallbackAndMissing(t *testing.T) {
 	if !strings.Contains(md.String(), "| CPU per 64 B round trip | rtt64 | ≤ 0.8× | — | — | n/a |") {
 		t.Errorf("markdown lacks the n/a goal line:\n%s", md.String())
 	}
+	if strings.Contains(md.String(), "left alone") || strings.Contains(md.String(), "disturbed by the host") {
+		t.Errorf("results without steal time got steal sections:\n%s", md.String())
+	}
 }
 
 func TestReportMarkdown(t *testing.T) {
@@ -207,9 +210,15 @@ func TestReportMarkdown(t *testing.T) {
 		// one for wsgate (10 × 0.75/1), two for nginx (15 × 0.8, 16 × 0.75).
 		// Host steal is the median of each run's highest CPU: 1 and 12.
 		"| wsgate | 3 | 11.00 | 0.71× | 7.50 | 55 | 200 | 1.33× | 200 | 6.5 | 1 |",
-		"| nginx | 2 | 15.50 | 1.00× | 12.00 | 80 | 185 | 1.23× | 100 | — | 0 |",
+		"| nginx | 2 | 15.50 | 1.00× | 12.00 | 80 | 185 | 1.23× | 100 | 0.5 | 0 |",
 		"| haproxy | 3 | 21.00 | 1.35× | — | 70 | 150 | 1.00× | 100 | — | 0 |",
 		"| direct (no proxy, ws://) | 1 | — | — | — | 20 | 50 | — | 500 | — | 0 |",
+		// Over the calm runs only (steal recorded and at most 5%): wsgate's
+		// first run (10 µs) against nginx's first (15 µs); goals without
+		// calm runs on both sides are n/a.
+		"### Goals over the runs the host left alone (steal ≤ 5%)",
+		"| CPU per 64 B round trip | rtt64 | ≤ 0.8× | 0.67× | nginx | 1 / 1 | PASS |",
+		"| CPU per new connection (TLS + upgrade) | connrate | ≤ 1.0× | — | — | — | n/a |",
 		// Only the run above 5% is listed as disturbed, CPUs in order.
 		"### Runs disturbed by the host",
 		"| rtt64 | wsgate | 2026-11-27T03:31:06Z | cpu0 12.0%, cpu1 3.0% |",
