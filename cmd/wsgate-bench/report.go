@@ -411,13 +411,17 @@ func reportSummarize(records []reportRecord, self string, peers []string) *repor
 	s := reportBuild(records, self, peers)
 	var calm []reportRecord
 	recorded := false
-	for _, r := range records {
-		if v, ok := reportMaxSteal(&r); ok {
-			recorded = true
-			if v <= reportStealLimit {
-				calm = append(calm, r)
-			}
+	for i := range records {
+		r := &records[i]
+		v, ok := reportMaxSteal(r)
+		switch {
+		case !ok:
+		case v <= reportStealLimit:
+			calm = append(calm, *r)
+		default:
+			s.disturbed = append(s.disturbed, r)
 		}
+		recorded = recorded || ok
 	}
 	if recorded {
 		s.calm = reportBuild(calm, self, peers)
@@ -425,7 +429,8 @@ func reportSummarize(records []reportRecord, self string, peers []string) *repor
 	return s
 }
 
-// reportBuild is reportSummarize without the calm summary.
+// reportBuild is reportSummarize without the steal-time views: the medians
+// of records by scenario and label.
 func reportBuild(records []reportRecord, self string, peers []string) *reportSummary {
 	type key struct{ scenario, label string }
 	groups := map[key][]*reportRecord{}
@@ -441,11 +446,6 @@ func reportBuild(records []reportRecord, self string, peers []string) *reportSum
 	}
 
 	s := &reportSummary{self: self, peers: peers}
-	for i := range records {
-		if v, ok := reportMaxSteal(&records[i]); ok && v > reportStealLimit {
-			s.disturbed = append(s.disturbed, &records[i])
-		}
-	}
 	for _, sc := range reportOrdered(reportKeys(modes), reportScenarioOrder) {
 		t := &reportTable{scenario: sc, mode: modes[sc], metrics: reportMetricsFor(modes[sc])}
 		var labels []string
@@ -605,21 +605,7 @@ func (s *reportSummary) evaluate(g reportGoal) reportGoalResult {
 // reportWriteMarkdown writes the goals table and one table per scenario.
 func reportWriteMarkdown(w io.Writer, s *reportSummary) {
 	fmt.Fprintf(w, "### Goals (%s vs the best of %s)\n\n", s.self, strings.Join(s.peers, ", "))
-	fmt.Fprintln(w, "| Goal | Scenario | Target | Measured | Best peer | Result |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|")
-	for _, g := range reportGoals {
-		res := s.evaluate(g)
-		target := fmt.Sprintf("≤ %.1f×", g.limit)
-		if !res.ok {
-			fmt.Fprintf(w, "| %s | %s | %s | — | — | n/a |\n", g.name, strings.Join(g.scenarios, " or "), target)
-			continue
-		}
-		verdict := "MISS"
-		if res.pass {
-			verdict = "PASS"
-		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.2f× | %s | %s |\n", g.name, res.scenario, target, res.ratio, res.peer, verdict)
-	}
+	reportWriteGoals(w, s, false)
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Figures are medians over the runs. \"vs best peer\" is the row's figure ÷ the lowest figure among")
 	fmt.Fprintf(w, "%s (lower is better; the best peer shows 1.00×). \"—\" means not measured.\n", strings.Join(s.peers, ", "))
@@ -674,22 +660,36 @@ func reportWriteCalmGoals(w io.Writer, s *reportSummary) {
 	fmt.Fprintf(w, "The same goals over only the runs whose steal time stayed at or under %.0f%% (those not listed under\n", reportStealLimit)
 	fmt.Fprintln(w, "\"Runs disturbed by the host\"): a check on the table above when steal fell unevenly on the targets.")
 	fmt.Fprintf(w, "Few runs make a weak median; the runs column counts them (%s / best peer).\n\n", s.self)
-	fmt.Fprintln(w, "| Goal | Scenario | Target | Measured | Best peer | runs | Result |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|")
+	reportWriteGoals(w, s, true)
+}
+
+// reportWriteGoals writes the goals table of s; with runs, a column of how
+// many runs are behind each side of the ratio.
+func reportWriteGoals(w io.Writer, s *reportSummary, runs bool) {
+	head, rule, none := "| Goal | Scenario | Target | Measured | Best peer |", "|---|---|---|---|---|", " — | — |"
+	if runs {
+		head, rule, none = head+" runs |", rule+"---|", none+" — |"
+	}
+	fmt.Fprintln(w, head+" Result |")
+	fmt.Fprintln(w, rule+"---|")
 	for _, g := range reportGoals {
 		res := s.evaluate(g)
 		target := fmt.Sprintf("≤ %.1f×", g.limit)
 		if !res.ok {
-			fmt.Fprintf(w, "| %s | %s | %s | — | — | — | n/a |\n", g.name, strings.Join(g.scenarios, " or "), target)
+			fmt.Fprintf(w, "| %s | %s | %s |%s n/a |\n", g.name, strings.Join(g.scenarios, " or "), target, none)
 			continue
 		}
-		t := s.table(res.scenario)
-		n := func(label string) int { return t.row(label).cells[g.metric].n }
+		measured := fmt.Sprintf("%.2f× | %s |", res.ratio, res.peer)
+		if runs {
+			t := s.table(res.scenario)
+			n := func(label string) int { return t.row(label).cells[g.metric].n }
+			measured += fmt.Sprintf(" %d / %d |", n(s.self), n(res.peer))
+		}
 		verdict := "MISS"
 		if res.pass {
 			verdict = "PASS"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.2f× | %s | %d / %d | %s |\n", g.name, res.scenario, target, res.ratio, res.peer, n(s.self), n(res.peer), verdict)
+		fmt.Fprintf(w, "| %s | %s | %s | %s %s |\n", g.name, res.scenario, target, measured, verdict)
 	}
 }
 

@@ -61,8 +61,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // version is the module version when built from a tagged module, else
-// the VCS revision (with "+dirty" for uncommitted changes), else "dev";
-// with the Go version.
+// the VCS revision, else "dev"; with the Go version.
 func version() string {
 	v := "dev"
 	bi, ok := debug.ReadBuildInfo()
@@ -72,17 +71,10 @@ func version() string {
 	if bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 		v = bi.Main.Version
 	} else {
-		dirty := ""
 		for _, s := range bi.Settings {
-			switch {
-			case s.Key == "vcs.revision" && len(s.Value) >= 12:
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
 				v = "dev-" + s.Value[:12]
-			case s.Key == "vcs.modified" && s.Value == "true":
-				dirty = "+dirty"
 			}
-		}
-		if v != "dev" {
-			v += dirty
 		}
 	}
 	return v + " (" + bi.GoVersion + ")"
