@@ -28,6 +28,7 @@ const (
 	DefaultHeaderTimeout      = 10 * time.Second
 	DefaultDialTimeout        = 5 * time.Second
 	DefaultMaxAttempts        = 3
+	DefaultWriteTimeout       = 30 * time.Second
 	DefaultPathPrefix         = "/"
 	// DefaultACMEDirectory is Let's Encrypt's production directory.
 	DefaultACMEDirectory = "https://acme-v02.api.letsencrypt.org/directory"
@@ -46,6 +47,15 @@ type Config struct {
 	Routes   []Route
 	Shutdown Shutdown
 	Limits   Limits
+	Tunnels  Tunnels
+}
+
+// Tunnels bound what an established WebSocket tunnel may do.
+type Tunnels struct {
+	// WriteTimeout is how long a peer may accept no bytes while data waits
+	// for it before the tunnel is closed (the other side gets close 1001);
+	// 0 means never.
+	WriteTimeout time.Duration
 }
 
 // TLS holds the certificate settings of the TLS listener.

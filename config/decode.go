@@ -12,7 +12,7 @@ import (
 
 // The keys each mapping accepts, in the order messages list them.
 var (
-	rootKeys        = []string{"listen", "tls", "admin", "pools", "routes", "shutdown", "limits"}
+	rootKeys        = []string{"listen", "tls", "admin", "pools", "routes", "shutdown", "limits", "tunnels"}
 	tlsKeys         = []string{"certificates", "acme", "http_listen"}
 	acmeKeys        = []string{"domains", "email", "cache_dir", "directory_url", "directory_ca_file", "renew_before"}
 	certificateKeys = []string{"cert_file", "key_file"}
@@ -23,6 +23,7 @@ var (
 	routeKeys       = []string{"host", "path_prefix", "pool", "allowed_origins"}
 	shutdownKeys    = []string{"drain_timeout"}
 	limitsKeys      = []string{"max_header_bytes", "header_timeout", "dial_timeout", "max_attempts", "max_connections"}
+	tunnelsKeys     = []string{"write_timeout"}
 )
 
 const (
@@ -40,6 +41,7 @@ func (d *decoder) root(n *yaml.Node) *Config {
 		Path:     d.file,
 		Admin:    Admin{Listen: DefaultAdminListen},
 		Shutdown: Shutdown{DrainTimeout: DefaultDrainTimeout},
+		Tunnels:  Tunnels{WriteTimeout: DefaultWriteTimeout},
 		Limits: Limits{
 			MaxHeaderBytes: DefaultMaxHeaderBytes,
 			HeaderTimeout:  DefaultHeaderTimeout,
@@ -88,6 +90,13 @@ func (d *decoder) root(n *yaml.Node) *Config {
 	}
 	if v := f["limits"]; v != nil {
 		d.limits(v, "limits", &c.Limits)
+	}
+	if v := f["tunnels"]; v != nil {
+		if tf, ok := d.fields(v, "tunnels", "the tunnels section", tunnelsKeys); ok {
+			if v := tf["write_timeout"]; v != nil {
+				c.Tunnels.WriteTimeout = d.durationOrOff(v, "tunnels.write_timeout")
+			}
+		}
 	}
 	return c
 }

@@ -269,6 +269,23 @@ func (d *decoder) integer(n *yaml.Node, path string, lo, hi int) (int, bool) {
 
 const durationHint = "use a Go duration such as 500ms, 10s or 1m"
 
+// durationOrOff returns the value of n, a Go duration string of zero or
+// more; 0 (with or without a unit) turns the setting off.
+func (d *decoder) durationOrOff(n *yaml.Node, path string) time.Duration {
+	if r := d.resolve(n); r.Kind == yaml.ScalarNode && r.ShortTag() != tagNull {
+		v, err := time.ParseDuration(r.Value)
+		switch {
+		case r.Value == "0" || (err == nil && v == 0):
+			return 0
+		case err == nil && v < 0:
+			d.errorf(r, path, "duration %q must not be negative; 0 turns it off, or %s", r.Value, durationHint)
+			return 0
+		}
+	}
+	v, _, _ := d.duration(n, path)
+	return v
+}
+
 // duration returns the value of n, a Go duration string greater than zero.
 func (d *decoder) duration(n *yaml.Node, path string) (time.Duration, *yaml.Node, bool) {
 	n = d.resolve(n)

@@ -106,6 +106,7 @@ func defaultConfig(path string) Config {
 		Path:     path,
 		Admin:    Admin{Listen: DefaultAdminListen},
 		Shutdown: Shutdown{DrainTimeout: DefaultDrainTimeout},
+		Tunnels:  Tunnels{WriteTimeout: DefaultWriteTimeout},
 		Limits: Limits{
 			MaxHeaderBytes: DefaultMaxHeaderBytes,
 			HeaderTimeout:  DefaultHeaderTimeout,
@@ -176,6 +177,7 @@ func TestParseGood(t *testing.T) {
 				}
 				c.Shutdown.DrainTimeout = 90 * time.Second
 				c.Limits = Limits{MaxHeaderBytes: 1024, HeaderTimeout: 2 * time.Second, DialTimeout: 250 * time.Millisecond, MaxAttempts: 10, MaxConnections: 5000}
+				c.Tunnels.WriteTimeout = 0 // "0" turns it off
 			},
 		},
 		{

@@ -30,11 +30,30 @@ const maxBody = 64 << 10
 // return when ctx is done.
 type ProbeFunc func(ctx context.Context, address string, check registry.HealthCheck) error
 
+// Observer learns the result of every active probe, for metrics. ProbeDone
+// is called on the backend's prober goroutine after each probe; it must be
+// fast and safe for concurrent use, and must not keep the *Probe.
+type Observer interface {
+	ProbeDone(*Probe)
+}
+
+// Probe is one active probe's result.
+type Probe struct {
+	ID registry.ID
+	// Err is nil when the probe passed; Reason is the short reason users
+	// see for a failure ("status 503", "timeout", "connection refused").
+	Err      error
+	Reason   string
+	Duration time.Duration
+}
+
 // Options configure a Checker.
 type Options struct {
 	// Probe replaces the HTTP probe; tests use it as a seam. Nil means
 	// HTTP GET as described in the package documentation.
 	Probe ProbeFunc
+	// Observer, if not nil, is told of every active probe's result.
+	Observer Observer
 	// Logger nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -44,6 +63,7 @@ type Options struct {
 type Checker struct {
 	store *registry.Store
 	probe ProbeFunc
+	obs   Observer
 	log   *slog.Logger
 
 	mu      sync.Mutex
@@ -61,7 +81,7 @@ type prober struct {
 
 // New returns a Checker over store. It starts no goroutine.
 func New(store *registry.Store, opts Options) *Checker {
-	c := &Checker{store: store, probe: opts.Probe, log: opts.Logger, probers: make(map[registry.ID]*prober)}
+	c := &Checker{store: store, probe: opts.Probe, obs: opts.Observer, log: opts.Logger, probers: make(map[registry.ID]*prober)}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -184,6 +204,13 @@ func (c *Checker) runProber(ctx context.Context, p *prober, state registry.Healt
 			cancel()
 			if ctx.Err() != nil {
 				return
+			}
+			if c.obs != nil {
+				pr := Probe{ID: p.id, Err: err, Duration: time.Since(started)}
+				if err != nil {
+					pr.Reason = reason(err)
+				}
+				c.obs.ProbeDone(&pr)
 			}
 			if err == nil {
 				passes, fails = passes+1, 0

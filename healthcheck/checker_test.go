@@ -361,3 +361,45 @@ func TestProbeSendsBackendHost(t *testing.T) {
 		t.Errorf("Host = %q, want the backend's address %q", ss.host, addr)
 	}
 }
+
+// probeLog is an Observer that keeps every probe result.
+type probeLog struct {
+	mu     sync.Mutex
+	probes []Probe
+}
+
+func (l *probeLog) ProbeDone(p *Probe) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.probes = append(l.probes, *p)
+}
+
+func TestObserverSeesEveryProbe(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		id := registry.ID{Pool: "app", Address: "127.0.0.1:9001"}
+		s := &script{store: newStore(t), id: id, results: []error{nil, errFail, &statusError{code: 503}, nil}}
+		if _, err := s.store.Apply([]registry.PoolSpec{{Name: "app", Backends: []registry.BackendSpec{{Address: id.Address, Weight: 1}}, Check: testCheck()}}); err != nil {
+			t.Fatal(err)
+		}
+		obs := &probeLog{}
+		c := New(s.store, Options{Probe: s.probe, Observer: obs, Logger: quietLog})
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- c.Run(ctx) }()
+		time.Sleep(3500 * time.Millisecond) // four probes, one a second
+		synctest.Wait()
+		cancel()
+		<-done
+		obs.mu.Lock()
+		defer obs.mu.Unlock()
+		if len(obs.probes) != 4 {
+			t.Fatalf("observer saw %d probes, want 4", len(obs.probes))
+		}
+		wantReason := []string{"", errFail.Error(), "status 503", ""}
+		for i, p := range obs.probes {
+			if p.ID != id || (p.Err == nil) != (wantReason[i] == "") || p.Reason != wantReason[i] {
+				t.Errorf("probe %d = %+v, want id %v, reason %q", i, p, id, wantReason[i])
+			}
+		}
+	})
+}

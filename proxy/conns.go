@@ -18,6 +18,17 @@ type conns struct {
 	stopping bool                 // guarded by mu
 	deadline time.Time            // of the shutdown in progress; guarded by mu
 	empty    chan struct{}        // closed when m becomes empty; guarded by mu
+
+	// ended sums the bytes of the tunnels that have ended, per pool, so
+	// that relayed adds up to a figure that never goes down; guarded by mu.
+	ended map[string]*PoolBytes
+}
+
+// PoolBytes counts the bytes relayed through a pool's tunnels: Up from
+// clients to backends, Down back.
+type PoolBytes struct {
+	Pool     string
+	Up, Down int64
 }
 
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
@@ -35,10 +46,24 @@ func (cs *conns) add(t *tunnel) {
 	}
 }
 
-func (cs *conns) remove(t *tunnel) {
+// remove unregisters t, whose copiers relayed up and down bytes.
+func (cs *conns) remove(t *tunnel, up, down int64) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
+	if _, ok := cs.m[t]; !ok {
+		return
+	}
 	delete(cs.m, t)
+	if cs.ended == nil {
+		cs.ended = make(map[string]*PoolBytes)
+	}
+	pb := cs.ended[t.pool]
+	if pb == nil {
+		pb = &PoolBytes{Pool: t.pool}
+		cs.ended[t.pool] = pb
+	}
+	pb.Up += up
+	pb.Down += down
 	if len(cs.m) == 0 && cs.empty != nil {
 		close(cs.empty)
 		cs.empty = nil
@@ -95,7 +120,36 @@ func (cs *conns) closeAll() {
 	}
 	cs.mu.Unlock()
 	for _, t := range ts {
-		t.close()
+		t.closeByProxy()
 	}
 	<-cs.emptied()
+}
+
+// relayed returns the bytes relayed per pool, by the tunnels that ended
+// and those still open, in no particular order. One lock, for a walk over
+// the open tunnels; nothing on the data path waits for it.
+func (cs *conns) relayed() []PoolBytes {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	sums := make(map[string]*PoolBytes, len(cs.ended))
+	for p, pb := range cs.ended {
+		c := *pb
+		sums[p] = &c
+	}
+	for t := range cs.m {
+		pb := sums[t.pool]
+		if pb == nil {
+			pb = &PoolBytes{Pool: t.pool}
+			sums[t.pool] = pb
+		}
+		if t.up != nil {
+			pb.Up += t.up.n.Load()
+			pb.Down += t.down.n.Load()
+		}
+	}
+	out := make([]PoolBytes, 0, len(sums))
+	for _, pb := range sums {
+		out = append(out, *pb)
+	}
+	return out
 }

@@ -17,6 +17,9 @@ const (
 	// CloseGoingAway is the close code sent to both peers when the proxy
 	// shuts down (RFC 6455 7.4.1: "going away").
 	CloseGoingAway = 1001
+	// closeNoStatus stands for a close frame without a code (RFC 6455
+	// 7.4.1: 1005, never sent on the wire).
+	closeNoStatus = 1005
 )
 
 // frameTracker follows the frame structure of one direction of a tunnel
@@ -30,8 +33,13 @@ type frameTracker struct {
 	remain    uint64 // payload bytes of the current frame not yet seen
 	opcode    byte   // opcode of the current frame
 
-	// closed is set once a complete close frame has passed.
-	closed bool
+	// closed is set once a complete close frame has passed; closeCode is
+	// that first close frame's code, 1005 when it carried none. Only a
+	// close frame's first two payload bytes are ever looked at.
+	closed    bool
+	closeCode uint16
+	codeN     int     // bytes of the current close frame's code seen
+	mask      [4]byte // the current close frame's masking key (zero when unmasked)
 	// broken is set when the bytes are not WebSocket framing; the tracker
 	// then stops (and never reports a boundary again).
 	broken bool
@@ -68,6 +76,9 @@ func (f *frameTracker) consume(p []byte, stopAtBoundary bool) int {
 			k := uint64(len(p) - i)
 			if k > f.remain {
 				k = f.remain
+			}
+			if f.opcode == opClose && f.codeN < 2 {
+				f.takeCode(p[i : i+int(k)])
 			}
 			i += int(k)
 			f.remain -= k
@@ -146,15 +157,39 @@ func (f *frameTracker) startPayload() {
 		f.broken = true // control frames are short and never fragmented
 		return
 	}
+	if f.opcode == opClose && !f.closed {
+		f.closeCode, f.codeN, f.mask = 0, 0, [4]byte{}
+		if b1&0x80 != 0 {
+			copy(f.mask[:], f.hdr[f.need-4:f.need])
+		}
+	}
 	f.hdrN = 0
 	f.remain = length
 	f.inPayload = length > 0
 }
 
+// takeCode collects the close code from the start of a close frame's
+// payload (p continues it), unmasking it.
+func (f *frameTracker) takeCode(p []byte) {
+	if f.closed {
+		return // only the first close frame's code is kept
+	}
+	for _, b := range p {
+		if f.codeN == 2 {
+			return
+		}
+		f.closeCode = f.closeCode<<8 | uint16(b^f.mask[f.codeN])
+		f.codeN++
+	}
+}
+
 func (f *frameTracker) endFrame() {
 	f.inPayload = false
-	if f.opcode == opClose {
+	if f.opcode == opClose && !f.closed {
 		f.closed = true
+		if f.codeN < 2 {
+			f.closeCode = closeNoStatus
+		}
 	}
 }
 

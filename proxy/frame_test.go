@@ -121,6 +121,50 @@ func TestCloseFrame(t *testing.T) {
 	}
 }
 
+// closeWith builds a close frame whose payload is payload, masked with
+// the key 0x11 0x22 0x33 0x44 when masked.
+func closeWith(payload []byte, masked bool) []byte {
+	b := []byte{0x88, byte(len(payload))}
+	key := []byte{0x11, 0x22, 0x33, 0x44}
+	if masked {
+		b[1] |= 0x80
+		b = append(b, key...)
+	}
+	for i, c := range payload {
+		if masked {
+			c ^= key[i%4]
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+func TestFrameTrackerCloseCode(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		stream []byte
+		want   uint16
+	}{
+		{"1000 unmasked", closeWith([]byte{0x03, 0xe8}, false), 1000},
+		{"1001 masked, with reason", closeWith([]byte{0x03, 0xe9, 'b', 'y', 'e'}, true), 1001},
+		{"4321 masked", closeWith([]byte{0x10, 0xe1}, true), 4321},
+		{"no code", closeWith(nil, false), 1005},
+		{"no code, masked", closeWith(nil, true), 1005},
+		{"after data frames", concat(frame(true, 1, 300, true), frame(true, 9, 4, true), closeWith([]byte{0x03, 0xf3}, true)), 1011},
+		{"only the first close counts", concat(closeWith([]byte{0x03, 0xe8}, false), closeWith([]byte{0x03, 0xe9}, false)), 1000},
+		{"proxy's own close frame", closeFrame(CloseGoingAway, goAwayReason, true), 1001},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, step := range []int{1, 2, 3, 5, 1 << 20} {
+				_, tr := boundaries(tc.stream, step)
+				if !tr.closed || tr.closeCode != tc.want {
+					t.Errorf("step %d: closed %v, closeCode %d; want true, %d", step, tr.closed, tr.closeCode, tc.want)
+				}
+			}
+		})
+	}
+}
+
 // FuzzFrameHeader checks that the tracker never panics, and that where it
 // finds frame boundaries does not depend on how the stream is cut into
 // chunks.
@@ -141,7 +185,7 @@ func FuzzFrameHeader(f *testing.F) {
 		if !slices.Equal(whole, split) {
 			t.Fatalf("boundaries whole %v, in chunks of %d %v", whole, step, split)
 		}
-		if trWhole.closed != trSplit.closed || trWhole.broken != trSplit.broken {
+		if trWhole.closed != trSplit.closed || trWhole.broken != trSplit.broken || trWhole.closeCode != trSplit.closeCode {
 			t.Fatalf("state whole %+v, split %+v", trWhole, trSplit)
 		}
 	})

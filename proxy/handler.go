@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -24,6 +25,8 @@ const (
 	DefaultHeaderTimeout  = 10 * time.Second
 	// DefaultDrainTimeout bounds Shutdown when its context has no deadline.
 	DefaultDrainTimeout = 10 * time.Second
+	// DefaultWriteTimeout: see Options.WriteTimeout.
+	DefaultWriteTimeout = 30 * time.Second
 	// retryAfter is the Retry-After value sent with 503, in seconds.
 	retryAfter = "1"
 )
@@ -42,6 +45,8 @@ const (
 	keyBytesUp    = "bytes_up"
 	keyBytesDown  = "bytes_down"
 	keyAttempts   = "attempts"
+	keyCloseCode  = "close_code"
+	keyClosedBy   = "closed_by"
 )
 
 // Route sends requests whose host and path match to a pool.
@@ -94,6 +99,14 @@ type Options struct {
 	// HeaderTimeout bounds the TLS handshake plus reading a request's
 	// headers (see Server). Zero means DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
+	// WriteTimeout bounds how long a tunnel's peer may accept no bytes while
+	// data waits for it (a client that stopped reading, say): the tunnel is
+	// then closed, and the other side gets a close frame with code 1001.
+	// Zero means DefaultWriteTimeout; negative means none.
+	WriteTimeout time.Duration
+	// Observer learns of upgrades, tunnel ends and refusals, for metrics.
+	// Nil means nobody listens.
+	Observer Observer
 	// Logger receives error and access events. Nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -107,7 +120,9 @@ type Handler struct {
 	maxHeaderBytes int
 	maxConns       int
 	headerTimeout  time.Duration
+	writeTimeout   time.Duration // 0: none
 	log            *slog.Logger
+	obs            Observer
 	// halfCloseLinger: see defaultHalfCloseLinger; tests shorten it.
 	halfCloseLinger time.Duration
 	// parkAfter, sweepEvery: see defaultParkAfter; tests shorten them.
@@ -137,7 +152,9 @@ func New(opts Options) *Handler {
 		maxHeaderBytes: cmp.Or(opts.MaxHeaderBytes, DefaultMaxHeaderBytes),
 		maxConns:       opts.MaxConnections,
 		headerTimeout:  cmp.Or(opts.HeaderTimeout, DefaultHeaderTimeout),
+		writeTimeout:   max(0, cmp.Or(opts.WriteTimeout, DefaultWriteTimeout)),
 		log:            opts.Logger,
+		obs:            opts.Observer,
 
 		halfCloseLinger: defaultHalfCloseLinger,
 		parkAfter:       defaultParkAfter,
@@ -145,6 +162,9 @@ func New(opts Options) *Handler {
 	}
 	if h.log == nil {
 		h.log = slog.Default()
+	}
+	if h.obs == nil {
+		h.obs = nopObserver{}
 	}
 	h.dialer = net.Dialer{Timeout: h.dialTimeout, KeepAlive: 30 * time.Second, ControlContext: rawConnect}
 	h.plain = h.newPlainProxy()
@@ -189,17 +209,23 @@ func (h *Handler) match(host, path string) (*Route, bool) {
 
 // ServeHTTP routes the request and proxies it.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rt, routed := h.match(requestHost(r), r.URL.Path)
+	upgrade := isWebSocketUpgrade(r)
 	if n := headerSize(r); n > h.maxHeaderBytes {
+		if routed && upgrade {
+			h.obs.UpgradeDone(&UpgradeEvent{Pool: rt.Pool, Result: UpgradeBadRequest,
+				Status: http.StatusRequestHeaderFieldsTooLarge, Duration: time.Since(start), RemoteAddr: r.RemoteAddr})
+		}
 		h.reject(w, r, http.StatusRequestHeaderFieldsTooLarge, "request headers too large")
 		return
 	}
-	rt, ok := h.match(requestHost(r), r.URL.Path)
-	if !ok {
+	if !routed {
 		h.reject(w, r, http.StatusNotFound, "no route")
 		return
 	}
-	if isWebSocketUpgrade(r) {
-		h.serveUpgrade(w, r, rt)
+	if upgrade {
+		h.serveUpgrade(w, r, rt, start)
 		return
 	}
 	h.servePlain(w, r, rt)
@@ -296,6 +322,42 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 // waits for them.
 func (h *Handler) Close() {
 	h.conns.closeAll()
+}
+
+// RelayedBytes returns the bytes relayed so far through each pool's
+// tunnels, open and ended: a figure that only grows, read at the moment of
+// the call (the data path counts with one atomic add per write and keeps
+// no other tally).
+func (h *Handler) RelayedBytes() []PoolBytes {
+	return h.conns.relayed()
+}
+
+// logTunnel writes a tunnel's access record: one per tunnel, at info,
+// when it has ended.
+func (h *Handler) logTunnel(ev *TunnelEvent, t *tunnel) {
+	code := "none"
+	if ev.CloseCode != CloseCodeNone {
+		code = strconv.Itoa(ev.CloseCode)
+	}
+	// LogAttrs checks the level before anything is boxed.
+	h.log.LogAttrs(context.Background(), slog.LevelInfo, "tunnel closed",
+		slog.String(keyRemoteAddr, ev.RemoteAddr),
+		slog.String(keyHost, ev.Host),
+		slog.String(keyPath, ev.Path),
+		slog.String(keyPool, ev.Pool),
+		slog.String(keyBackend, ev.Backend),
+		slog.Duration(keyDuration, ev.Duration),
+		slog.Int64(keyBytesUp, ev.BytesUp),
+		slog.Int64(keyBytesDown, ev.BytesDown),
+		slog.String(keyCloseCode, code),
+		slog.String(keyClosedBy, string(ev.ClosedBy)))
+	if h.log.Enabled(context.Background(), slog.LevelDebug) {
+		h.log.LogAttrs(context.Background(), slog.LevelDebug, "tunnel errors",
+			slog.String(keyRemoteAddr, ev.RemoteAddr),
+			slog.Bool("going_away", t.stopping.Load()),
+			slog.Any("up_err", quiet(t.up.err)),
+			slog.Any("down_err", quiet(t.down.err)))
+	}
 }
 
 // ActiveTunnels returns the number of established WebSocket tunnels.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 )
 
@@ -83,6 +84,7 @@ func opError(op, network string, errno syscall.Errno) error {
 type rawSock struct {
 	raw     syscall.RawConn
 	network string
+	conn    net.Conn // the socket's, for write deadlines
 
 	// Reading: next reads into a pooled buffer, Read into the caller's.
 	nextFn, readFn func(fd uintptr) bool // bound on first use
@@ -97,8 +99,19 @@ type rawSock struct {
 	wp      []byte
 	wn      int
 	werr    error
+	stuckAt int // wn when the write deadline was last armed; -1 when not armed
 
 	wshut atomic.Bool // shutdownWrite has succeeded
+
+	// Write deadlines. A write that finds the socket full (EAGAIN) arms
+	// the write timeout, and again each time the peer has taken bytes
+	// since; the write that completes disarms it. So a flowing stream
+	// never touches its deadline, and a peer that accepts nothing for
+	// wtimeout fails the write with os.ErrDeadlineExceeded.
+	dmu      sync.Mutex    // orders deadline changes; guards the fields below
+	wtimeout time.Duration // 0: none; set before the first write
+	limit    time.Time     // a bound on every write (the drain deadline); zero: none
+	aborted  atomic.Bool   // abortWrites was called; written under dmu
 }
 
 // newRawSock returns c's rawSock, or nil if c has no RawConn.
@@ -111,7 +124,7 @@ func newRawSock(c net.Conn) *rawSock {
 	if err != nil {
 		return nil
 	}
-	return &rawSock{raw: raw, network: c.LocalAddr().Network()}
+	return &rawSock{raw: raw, network: c.LocalAddr().Network(), conn: c, stuckAt: -1}
 }
 
 // next waits until the socket has data and returns it in a pooled buffer
@@ -157,8 +170,9 @@ func (s *rawSock) doRead(fd uintptr) bool {
 	return !wait
 }
 
-// Write writes all of p unless an error (a deadline, Close, a reset)
-// stops it.
+// Write writes all of p unless an error (a deadline, Close, a reset, the
+// write timeout) stops it. After abortWrites it writes what the socket
+// takes at once and never waits.
 func (s *rawSock) Write(p []byte) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
@@ -166,12 +180,24 @@ func (s *rawSock) Write(p []byte) (int, error) {
 		s.writeFn = s.doWrite
 	}
 	s.wp, s.wn, s.werr = p, 0, nil
-	err := s.raw.Write(s.writeFn)
+	var err error
+	if s.aborted.Load() {
+		err = s.raw.Control(func(fd uintptr) {
+			if !s.doWrite(fd) {
+				s.werr = errWouldBlock
+			}
+		})
+	} else {
+		err = s.raw.Write(s.writeFn)
+	}
 	n := s.wn
 	if err == nil {
 		err = s.werr
 	}
 	s.wp, s.werr = nil, nil
+	if s.stuckAt >= 0 {
+		s.disarm()
+	}
 	return n, err
 }
 
@@ -183,6 +209,9 @@ func (s *rawSock) doWrite(fd uintptr) bool {
 			s.wn += n
 		case syscall.EINTR:
 		case syscall.EAGAIN:
+			if s.wtimeout > 0 && s.stuckAt != s.wn {
+				s.arm()
+			}
 			return false // wait until writable
 		default:
 			s.werr = opError("write", s.network, errno)
@@ -190,6 +219,67 @@ func (s *rawSock) doWrite(fd uintptr) bool {
 		}
 	}
 	return true
+}
+
+// arm sets the write deadline wtimeout from now (or the limit, if that
+// comes first): the peer has taken nothing since the last arm, or was
+// never waited for. Called with wmu held, from inside the RawConn's
+// write callback: a deadline change takes no lock the callback holds.
+func (s *rawSock) arm() {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	s.stuckAt = s.wn
+	if s.aborted.Load() {
+		return // its deadline is in the past already
+	}
+	d := time.Now().Add(s.wtimeout)
+	if !s.limit.IsZero() && s.limit.Before(d) {
+		d = s.limit
+	}
+	_ = s.conn.SetWriteDeadline(d)
+}
+
+// disarm puts the write deadline back once a write that armed it is done.
+func (s *rawSock) disarm() {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	s.stuckAt = -1
+	if !s.aborted.Load() {
+		_ = s.conn.SetWriteDeadline(s.limit)
+	}
+}
+
+// limitWrites bounds every write, waiting or to come, by deadline.
+func (s *rawSock) limitWrites(deadline time.Time) {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	s.limit = deadline
+	if !s.aborted.Load() {
+		_ = s.conn.SetWriteDeadline(deadline)
+	}
+}
+
+// setWriteDeadline is SetWriteDeadline for others than the tunnel (crypto/tls
+// sets one around its close_notify): after abortWrites it does nothing,
+// so that the deadline in the past that woke a waiting write stays until
+// that write has seen it.
+func (s *rawSock) setWriteDeadline(t time.Time) error {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if s.aborted.Load() {
+		return nil
+	}
+	return s.conn.SetWriteDeadline(t)
+}
+
+// abortWrites makes a write that waits for the peer fail now, and every
+// later write take only what the socket accepts at once: closing must
+// never wait for a peer. It returns without waiting for the writer.
+func (s *rawSock) abortWrites() {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	s.aborted.Store(true)
+	_ = s.conn.SetWriteDeadline(aLongTimeAgo)
 }
 
 // shutdownWrite half-closes the socket (shutdown(2) with SHUT_WR); the FIN
@@ -301,6 +391,17 @@ type recordConn struct {
 	bmu    sync.Mutex
 	batch  *[]byte // guarded by bmu
 	batchN int     // guarded by bmu
+}
+
+// SetWriteDeadline and SetDeadline keep an aborted socket's deadline (see
+// rawSock.setWriteDeadline).
+func (c *recordConn) SetWriteDeadline(t time.Time) error { return c.sock.setWriteDeadline(t) }
+
+func (c *recordConn) SetDeadline(t time.Time) error {
+	if err := c.TCPConn.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.sock.setWriteDeadline(t)
 }
 
 func newRecordConn(c *net.TCPConn) *recordConn {

@@ -16,6 +16,10 @@ import (
 )
 
 const (
+	// abandonGrace bounds how long a tunnel whose peer stopped reading
+	// waits for the other side's answer to the 1001 it was sent.
+	abandonGrace = 2 * time.Second
+
 	// defaultHalfCloseLinger bounds how long one direction may stay open
 	// after the other ended cleanly and was passed on as a half-close: the
 	// time a peer gets to finish its side (normally it closes at once).
@@ -42,6 +46,7 @@ type tunnel struct {
 	h          *Handler
 	pool       string
 	remoteAddr string
+	host, path string // of the upgrade request, for the access log
 	begun      time.Time
 	lease      balancer.Lease
 
@@ -56,9 +61,19 @@ type tunnel struct {
 	stopping      atomic.Bool
 	drainDeadline atomic.Int64
 
-	mu     sync.Mutex
-	ended  int         // directions that have ended; guarded by mu
-	linger *time.Timer // guarded by mu
+	// firstClose is the first close frame seen either way, packed by
+	// packClose; 0 until one has passed. closeFrames counts the directions
+	// in which a close frame has passed: at 2 the close handshake is done.
+	firstClose  atomic.Uint32
+	closeFrames atomic.Int32
+	// byProxy is set when wsgate itself ends the tunnel (Handler.Close, a
+	// stalled peer), before it closes anything.
+	byProxy atomic.Bool
+
+	mu         sync.Mutex
+	ended      int         // directions that have ended; guarded by mu
+	endedFirst Initiator   // whose end ended the first direction; guarded by mu
+	linger     *time.Timer // guarded by mu
 }
 
 // attach pairs the connections. The bytes that pass before run (sent
@@ -77,6 +92,11 @@ func (t *tunnel) attach(client, backend net.Conn) {
 	}
 	t.up = newCopier(t, client, backend, true, cs, bs)
 	t.down = newCopier(t, backend, client, false, bs, cs)
+	for _, s := range [...]*rawSock{t.up.dstSock(), t.down.dstSock()} {
+		if s != nil {
+			s.wtimeout = t.h.writeTimeout
+		}
+	}
 }
 
 // start starts the tunnel's two copiers; it returns at once, so the
@@ -85,70 +105,112 @@ func (t *tunnel) attach(client, backend net.Conn) {
 // second closes both connections, releases the lease, unregisters the
 // tunnel and logs. The tunnel must have been registered (conns.add).
 func (t *tunnel) start() {
+	t.begun = time.Now()
 	go t.up.run()
 	go t.down.run()
 }
 
-// directionEnded is called by each copier when it ends. For the first to
-// end: a clean EOF is passed on as a half-close and the other direction
-// gets the linger time to finish; the end of a going-away handshake waits
-// for the other direction's (bounded by the drain deadline); anything else
-// closes both at once. The second to end finishes the tunnel.
-func (t *tunnel) directionEnded(c *copier, err error) {
+// directionEnded is called by each copier when it ends; a clean EOF has
+// already been passed on as a half-close (halfClosed). For the first to
+// end: after a half-close the other direction gets the linger time to
+// finish; the end of a going-away handshake waits for the other
+// direction's (bounded by the drain deadline); anything else closes both
+// at once. The second to end finishes the tunnel. Nothing here waits for
+// a peer, and nothing is written or closed under t.mu.
+func (t *tunnel) directionEnded(c *copier, err error, halfClosed bool) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	c.err = err
 	t.ended++
 	if t.ended == 2 {
 		if t.linger != nil {
 			t.linger.Stop()
 		}
+		t.mu.Unlock()
 		t.finish()
 		return
 	}
+	t.endedFirst = c.endedBy(err)
 	switch {
 	case errors.Is(err, errGoneAway):
+		t.mu.Unlock()
 		return
-	case errors.Is(err, io.EOF) && !t.stopping.Load() && c.closeWrite() == nil:
+	case halfClosed && t.closeFrames.Load() < 2:
+		// The peer that ended its side may still be owed bytes; after a
+		// complete close handshake nothing more may pass, and waiting
+		// would only hold the tunnel open.
 		t.linger = time.AfterFunc(t.h.halfCloseLinger, t.close)
+		t.mu.Unlock()
 		return
 	}
+	t.mu.Unlock()
 	t.close()
 }
 
 // finish closes both connections, releases the lease, unregisters the
-// tunnel and logs its end. Called once, with t.mu held.
+// tunnel, tells the observer and writes the tunnel's access record.
+// Called once, by the copier that ended second.
 func (t *tunnel) finish() {
 	t.close()
 	t.lease.Release()
-	t.h.conns.remove(t)
+	ev := TunnelEvent{
+		Pool:       t.pool,
+		Backend:    t.lease.Address,
+		RemoteAddr: t.remoteAddr,
+		Host:       t.host,
+		Path:       t.path,
+		Duration:   time.Since(t.begun),
+		BytesUp:    t.up.n.Load(),
+		BytesDown:  t.down.n.Load(),
+	}
+	ev.ClosedBy, ev.CloseCode = t.closedBy()
+	t.h.conns.remove(t, ev.BytesUp, ev.BytesDown)
 	t.h.inUse.Add(-1)
-	// LogAttrs checks the level before anything is boxed: this runs once
-	// per connection, usually with debug logging off.
-	t.h.log.LogAttrs(context.Background(), slog.LevelDebug, "tunnel closed",
-		slog.String(keyPool, t.pool),
-		slog.String(keyBackend, t.lease.Address),
-		slog.String(keyRemoteAddr, t.remoteAddr),
-		slog.Duration(keyDuration, time.Since(t.begun)),
-		slog.Int64(keyBytesUp, t.up.n.Load()),
-		slog.Int64(keyBytesDown, t.down.n.Load()),
-		slog.Bool("going_away", t.stopping.Load()),
-		slog.Any("up_err", quiet(t.up.err)),
-		slog.Any("down_err", quiet(t.down.err)))
+	t.h.obs.TunnelClosed(&ev)
+	t.h.logTunnel(&ev, t)
+}
+
+// packClose packs a close frame's initiator and code for firstClose.
+func packClose(by Initiator, code uint16) uint32 {
+	var who uint32
+	switch by {
+	case ClosedByClient:
+		who = 1
+	case ClosedByBackend:
+		who = 2
+	default:
+		who = 3
+	}
+	return who<<16 | uint32(code)
+}
+
+// noteClose records a close frame sent by by, if it is the first.
+func (t *tunnel) noteClose(by Initiator, code uint16) {
+	t.firstClose.CompareAndSwap(0, packClose(by, code))
+}
+
+// closedBy says who ended the tunnel, and with which close code.
+func (t *tunnel) closedBy() (Initiator, int) {
+	if v := t.firstClose.Load(); v != 0 {
+		by := [...]Initiator{1: ClosedByClient, 2: ClosedByBackend, 3: ClosedByProxy}[v>>16]
+		return by, int(v & 0xffff)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.endedFirst, CloseCodeNone
 }
 
 // goAway starts the going-away handshake: each copier, at its next frame
 // boundary, sends a close frame with code 1001 to its destination and then
 // waits for its source's close frame, until deadline. Blocked reads are
-// woken by an expired read deadline.
+// woken by an expired read deadline; every write is bounded by deadline.
 func (t *tunnel) goAway(deadline time.Time) {
 	t.drainDeadline.Store(deadline.UnixNano())
 	if !t.stopping.CompareAndSwap(false, true) {
 		return
 	}
-	for _, c := range []net.Conn{t.client, t.backend} {
-		_ = c.SetWriteDeadline(deadline)
-		_ = c.SetReadDeadline(aLongTimeAgo)
+	for _, c := range [...]*copier{t.up, t.down} {
+		c.limitWrites(deadline)
+		_ = c.src.SetReadDeadline(aLongTimeAgo)
 	}
 	t.up.resume()
 	t.down.resume()
@@ -158,7 +220,9 @@ func (t *tunnel) goAway(deadline time.Time) {
 // close_notify alert and then the TCP FIN, so the peer sees the end after
 // the last frame (closing outright could reset the connection and lose
 // it). The FIN goes out with a raw shutdown(2) (see sysRead): on loopback
-// it runs the peer's side of the close too.
+// it runs the peer's side of the close too. It waits for the peer only as
+// long as a write would (the write timeout), and not at all once the
+// tunnel is closing.
 func (c *copier) closeWrite() error {
 	conn := c.dst
 	if tc, ok := conn.(*tls.Conn); ok {
@@ -167,11 +231,8 @@ func (c *copier) closeWrite() error {
 		}
 		conn = tc.NetConn()
 	}
-	switch {
-	case c.w != nil:
-		return c.w.shutdownWrite()
-	case c.dstRC != nil:
-		return c.dstRC.sock.shutdownWrite()
+	if s := c.dstSock(); s != nil {
+		return s.shutdownWrite()
 	}
 	if cw, ok := conn.(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
@@ -179,12 +240,20 @@ func (c *copier) closeWrite() error {
 	return errors.ErrUnsupported
 }
 
-// close closes both connections, unblocking both copiers. Each is
-// half-closed first (closeWrite), as Close would end it, so that close(2)
-// has no FIN left to send.
+// close closes both connections, unblocking both copiers, without ever
+// waiting for a peer: writes in progress are aborted first, and the
+// close_notify and FIN that end each side (as Close would) are sent only
+// if the socket takes them at once. Safe to call from any goroutine, more
+// than once.
 func (t *tunnel) close() {
 	t.closeOnce.Do(func() {
-		for _, c := range [...]*copier{t.up, t.down} {
+		cs := [...]*copier{t.up, t.down}
+		for _, c := range cs {
+			if c != nil {
+				c.abortWrites()
+			}
+		}
+		for _, c := range cs {
 			if c != nil {
 				_ = c.closeWrite()
 			}
@@ -199,6 +268,13 @@ func (t *tunnel) close() {
 	// A parked copier has no goroutine to notice the close: give it one.
 	t.up.resume()
 	t.down.resume()
+}
+
+// closeByProxy closes the tunnel as wsgate's own decision (Handler.Close,
+// the drain deadline): the tunnel's record says so.
+func (t *tunnel) closeByProxy() {
+	t.byProxy.Store(true)
+	t.close()
 }
 
 // quiet maps the errors of an ordinary close to nil for logging.
@@ -240,6 +316,11 @@ type copier struct {
 	// (a TLS dst writes through its recordConn, which is dstRC).
 	w     *rawSock
 	dstRC *recordConn
+
+	wfailed  bool        // the last error came from writing dst
+	sawClose bool        // src's close frame has passed (and was noted)
+	dstStuck atomic.Bool // dst accepted nothing for the write timeout
+	srcStuck atomic.Bool // src is the other direction's stuck dst
 }
 
 // relayResult is how a relay callback ended: bytes read but not relayed
@@ -267,19 +348,94 @@ func newCopier(t *tunnel, src, dst net.Conn, toServer bool, srcSock, dstSock *ra
 // relayed records bytes that reached dst outside copy (before the tunnel
 // started).
 func (c *copier) relayed(p []byte) {
-	c.tr.advance(p)
+	c.track(p)
 	c.n.Add(int64(len(p)))
+}
+
+// track advances the frame tracker over p, which has gone to dst, and
+// notes src's close frame when it has passed.
+func (c *copier) track(p []byte) {
+	c.tr.advance(p)
+	c.noteClose()
+}
+
+// noteClose tells the tunnel of src's close frame, once it has passed.
+func (c *copier) noteClose() {
+	if c.tr.closed && !c.sawClose {
+		c.sawClose = true
+		c.t.closeFrames.Add(1)
+		c.t.noteClose(c.srcSide(), c.tr.closeCode)
+	}
+}
+
+// srcSide and dstSide name the peers at either end of this direction.
+func (c *copier) srcSide() Initiator {
+	if c.toServer {
+		return ClosedByClient
+	}
+	return ClosedByBackend
+}
+
+func (c *copier) dstSide() Initiator {
+	if c.toServer {
+		return ClosedByBackend
+	}
+	return ClosedByClient
+}
+
+// endedBy says whose doing err, the end of this direction, was.
+func (c *copier) endedBy(err error) Initiator {
+	switch {
+	case c.t.byProxy.Load(), c.dstStuck.Load(), errors.Is(err, errGoneAway):
+		return ClosedByProxy
+	case c.wfailed:
+		return c.dstSide()
+	}
+	return c.srcSide()
+}
+
+// dstSock is the raw socket under dst, nil when there is none.
+func (c *copier) dstSock() *rawSock {
+	switch {
+	case c.w != nil:
+		return c.w
+	case c.dstRC != nil:
+		return c.dstRC.sock
+	}
+	return nil
+}
+
+// limitWrites bounds every write to dst by deadline.
+func (c *copier) limitWrites(deadline time.Time) {
+	if s := c.dstSock(); s != nil {
+		s.limitWrites(deadline)
+		return
+	}
+	_ = c.dst.SetWriteDeadline(deadline)
+}
+
+// abortWrites ends a write to dst that waits for the peer, and makes later
+// ones write only what fits at once (see rawSock.abortWrites).
+func (c *copier) abortWrites() {
+	if s := c.dstSock(); s != nil {
+		s.abortWrites()
+		return
+	}
+	_ = c.dst.SetWriteDeadline(aLongTimeAgo)
 }
 
 // run is copy on its own goroutine: its name in stack dumps says which
 // goroutine this is. A copier that parks ends its goroutine and gets a new
-// one when it resumes.
+// one when it resumes. A clean end of src is passed on to dst as a
+// half-close here, on the copier's own goroutine, where waiting for a slow
+// peer holds up nothing else.
 func (c *copier) run() {
 	err := c.copy()
 	if errors.Is(err, errParked) {
 		return
 	}
-	c.t.directionEnded(c, err)
+	halfClosed := errors.Is(err, io.EOF) && !c.t.stopping.Load() && c.closeWrite() == nil
+	c.t.directionEnded(c, err, halfClosed)
 }
 
 // next waits for the next bytes from src and returns them in a pooled
@@ -366,10 +522,13 @@ func (c *copier) copy() error {
 			werr := c.write((*bp)[:n])
 			putBuf(bp)
 			if werr != nil {
-				return werr
+				return c.writeFailed(werr)
 			}
 		}
 		if err != nil {
+			if c.wfailed {
+				return c.writeFailed(err)
+			}
 			if c.wokenForShutdown(err) {
 				continue
 			}
@@ -385,14 +544,17 @@ func (c *copier) copy() error {
 }
 
 // relay relays src inside one RawConn.Read call for as long as data
-// flows. Its callback (relayFn) reads, relays, and after a short read
-// returns false, so the runtime waits for readiness without first trying
-// a read that would fail with EAGAIN: the readiness the poller records is
-// reset only when a RawConn.Read call begins, never between the
-// callback's rounds, so data that arrives meanwhile is not missed. That
-// saves one system call per burst. It returns like next: a pooled buffer
-// of bytes read but not relayed (when stopping), or the error that ended
-// the source or the relay.
+// flows. Its callback (relayFn) reads and relays until a read fails with
+// EAGAIN, then returns false and the runtime waits for readiness: the
+// readiness the poller records is reset only when a RawConn.Read call
+// begins, never between the callback's rounds, so data that arrives
+// meanwhile is not missed. (A short read is no proof that the socket is
+// empty: a FIN that came with the last bytes is taken by the read that
+// returns them and raises no readiness of its own, so stopping at a short
+// read left such a FIN unseen until the parking sweep came by, 0.5-1 s
+// later.) It returns like next: a pooled buffer of bytes read but not
+// relayed (when stopping), or the error that ended the source or the
+// relay.
 func (c *copier) relay() (*[]byte, int, error) {
 	if c.rc != nil && (c.rc.bp != nil || c.rc.err != nil) {
 		// Bytes, or the end of the socket, are here already: crypto/tls
@@ -427,9 +589,9 @@ func (c *copier) relaySockRound(fd uintptr) bool {
 		if c.relayed1(bp, n, nil) {
 			return true
 		}
-		if n < bufSize {
-			return false // drained: wait for the next burst
-		}
+		// A short read does not mean drained: the peer's FIN may have
+		// come with the bytes just read, and it raises no new readiness.
+		// Only EAGAIN says the socket is empty.
 	}
 }
 
@@ -440,12 +602,10 @@ func (c *copier) relaySockRound(fd uintptr) bool {
 // left in rc.err for crypto/tls to read after the callback.
 func (c *copier) relayTLSRound(fd uintptr) bool {
 	rc := c.rc
-	drained := false // the last read emptied the socket
 	for {
 		if rc.bp == nil {
-			if drained {
-				return false // wait for the next burst
-			}
+			// Read until EAGAIN, never stopping at a short read: see
+			// relaySockRound.
 			bp, n, err, wait := readSock(fd, rc.sock.network)
 			if wait {
 				return false
@@ -455,7 +615,6 @@ func (c *copier) relayTLSRound(fd uintptr) bool {
 				return true
 			}
 			rc.bp, rc.r, rc.w = bp, 0, n
-			drained = n < bufSize
 		}
 		bp, n, err := c.readRecords(false)
 		if n > 0 && c.relayed1(bp, n, err) {
@@ -490,10 +649,41 @@ func (c *copier) relayed1(bp *[]byte, n int, rerr error) bool {
 // write relays p to dst and advances the frame tracker over it.
 func (c *copier) write(p []byte) error {
 	if err := c.send(p); err != nil {
+		c.wfailed = true
+		// dst is gone either way; the tracker still follows src, whose
+		// frames are read on to its close frame if dst is only stuck.
+		c.tr.advance(p)
 		return err
 	}
-	c.tr.advance(p)
+	c.track(p)
 	return nil
+}
+
+// writeFailed ends the direction after a write to dst failed with err.
+// When dst accepted nothing for the write timeout (and the tunnel is not
+// going away already for another reason), the tunnel is abandoned: the
+// other side gets a close frame with code 1001 at its stream's next frame
+// boundary, and this direction reads src on to its answering close frame,
+// all within abandonGrace.
+func (c *copier) writeFailed(err error) error {
+	t := c.t
+	if !errors.Is(err, os.ErrDeadlineExceeded) || t.stopping.Load() || t.byProxy.Load() {
+		return err
+	}
+	other := t.up
+	if c == t.up {
+		other = t.down
+	}
+	c.dstStuck.Store(true)
+	other.srcStuck.Store(true)
+	t.h.log.LogAttrs(context.Background(), slog.LevelInfo, "peer stopped reading; tunnel closed",
+		slog.String(keyPool, t.pool),
+		slog.String(keyBackend, t.lease.Address),
+		slog.String(keyRemoteAddr, t.remoteAddr),
+		slog.String("peer", string(c.dstSide())),
+		slog.Duration("write_timeout", t.h.writeTimeout))
+	t.goAway(time.Now().Add(abandonGrace))
+	return c.goAway(nil, nil)
 }
 
 // send relays p to dst, for bytes the tracker has already seen.
@@ -542,7 +732,8 @@ func (c *copier) goAway(bp *[]byte, pending []byte) error {
 	}()
 	deadline := time.Unix(0, c.t.drainDeadline.Load())
 	_ = c.src.SetReadDeadline(deadline)
-	read := func() error {
+	// read replaces pending with src's next bytes.
+	read := func() ([]byte, error) {
 		if bp != nil {
 			putBuf(bp)
 		}
@@ -560,19 +751,22 @@ func (c *copier) goAway(bp *[]byte, pending []byte) error {
 			}
 			break
 		}
-		pending = nil
 		if n > 0 {
-			pending = (*bp)[:n]
-			return nil
+			return (*bp)[:n], nil
 		}
-		return err
+		return nil, err
+	}
+	if c.dstStuck.Load() {
+		// Nothing more can go to dst: wait for src's close frame only.
+		return c.discardToClose(nil, read)
 	}
 	for !c.tr.atBoundary() {
 		if c.tr.broken {
 			return errNotWebSocket
 		}
 		if len(pending) == 0 {
-			if err := read(); err != nil {
+			var err error
+			if pending, err = read(); err != nil {
 				return err
 			}
 		}
@@ -580,24 +774,36 @@ func (c *copier) goAway(bp *[]byte, pending []byte) error {
 		if err := c.send(pending[:k]); err != nil {
 			return err
 		}
+		c.noteClose()
 		pending = pending[k:]
 	}
 	if !c.tr.closed {
+		c.t.noteClose(ClosedByProxy, CloseGoingAway)
 		if _, err := c.writeDst(closeFrame(CloseGoingAway, goAwayReason, c.toServer)); err != nil {
 			return err
 		}
 	}
+	if c.srcStuck.Load() {
+		return errGoneAway // src stopped reading: no close frame will come
+	}
 	// From here on nothing more goes to dst: it has its close frame.
+	return c.discardToClose(pending, read)
+}
+
+// discardToClose reads src's frames, starting with pending, and drops
+// them until src's close frame has passed.
+func (c *copier) discardToClose(pending []byte, read func() ([]byte, error)) error {
 	for {
 		c.tr.advance(pending)
-		pending = nil
+		c.noteClose()
 		if c.tr.closed {
 			return errGoneAway
 		}
 		if c.tr.broken {
 			return errNotWebSocket
 		}
-		if err := read(); err != nil {
+		var err error
+		if pending, err = read(); err != nil {
 			return err
 		}
 	}

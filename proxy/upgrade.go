@@ -108,9 +108,18 @@ var (
 	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 2048) }}
 )
 
-// serveUpgrade proxies one WebSocket upgrade.
-func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route) {
+// serveUpgrade proxies one WebSocket upgrade that arrived at start.
+func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route, start time.Time) {
+	ev := UpgradeEvent{Pool: rt.Pool, RemoteAddr: r.RemoteAddr}
+	defer func() {
+		ev.Duration = time.Since(start)
+		h.obs.UpgradeDone(&ev)
+	}()
 	if status, reason := validateUpgrade(r, rt); status != 0 {
+		ev.Status, ev.Result = status, UpgradeBadRequest
+		if status == http.StatusForbidden {
+			ev.Result = UpgradeForbiddenOrigin
+		}
 		h.reject(w, r, status, reason)
 		return
 	}
@@ -119,6 +128,8 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route
 	// limit too; the tunnel takes the count over once it starts.
 	if n := h.inUse.Add(1); h.maxConns > 0 && n > int64(h.maxConns) {
 		h.inUse.Add(-1)
+		ev.Status, ev.Result = http.StatusServiceUnavailable, UpgradeLimited
+		h.obs.Refused(&RefusalEvent{Reason: RefusedMaxConnections, RemoteAddr: r.RemoteAddr})
 		h.limitReached(r)
 		h.rejectQuietly(w, http.StatusServiceUnavailable, "connection limit reached")
 		return
@@ -130,7 +141,7 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route
 		}
 	}()
 
-	t := &tunnel{h: h, pool: rt.Pool, remoteAddr: r.RemoteAddr, begun: time.Now()}
+	t := &tunnel{h: h, pool: rt.Pool, remoteAddr: r.RemoteAddr, host: r.Host, path: r.URL.Path}
 	var (
 		tried   []string
 		lastErr error
@@ -140,14 +151,20 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route
 			break
 		}
 		addr := t.lease.Address
+		ev.Backend = addr
 		backendConn, br, resp, err := h.forwardUpgrade(r.Context(), r, addr)
 		if err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
 			started = h.completeUpgrade(w, r, t, backendConn, br, resp)
+			ev.Status, ev.Result = http.StatusSwitchingProtocols, UpgradeOK
+			if !started {
+				ev.Status, ev.Result = 0, UpgradeClientGone
+			}
 			return
 		}
 		if err == nil {
 			// A real answer other than 101 and 503: the client gets it.
 			t.lease.Release()
+			ev.Status, ev.Result = resp.StatusCode, UpgradeBackendRefused
 			h.relayResponse(w, resp)
 			putReader(br)
 			_ = backendConn.Close()
@@ -165,12 +182,15 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route
 			slog.String(keyRemoteAddr, r.RemoteAddr),
 			slog.Any(keyErr, err))
 		if r.Context().Err() != nil {
+			ev.Result = UpgradeClientGone
 			return // the client is gone
 		}
 	}
 	reason := "no healthy backend"
+	ev.Status, ev.Result = http.StatusServiceUnavailable, UpgradeNoBackend
 	if lastErr != nil {
 		reason = fmt.Sprintf("no healthy backend after %d attempts", len(tried))
+		ev.Result = UpgradeBackendError
 	}
 	h.log.Warn("no backend for upgrade",
 		slog.String(keyPool, rt.Pool),
@@ -357,7 +377,7 @@ func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tun
 	if err != nil {
 		t.close()
 		t.lease.Release()
-		h.conns.remove(t)
+		h.conns.remove(t, t.up.n.Load(), t.down.n.Load())
 		h.log.LogAttrs(r.Context(), slog.LevelDebug, "tunnel setup", slog.Any(keyErr, err), slog.String(keyRemoteAddr, r.RemoteAddr))
 		return false
 	}

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -67,6 +68,7 @@ func newGateway(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) (
 		MaxHeaderBytes: cfg.Limits.MaxHeaderBytes,
 		MaxConnections: connectionLimit(cfg.Limits.MaxConnections, log),
 		HeaderTimeout:  cfg.Limits.HeaderTimeout,
+		WriteTimeout:   offIfZero(cfg.Tunnels.WriteTimeout),
 		Logger:         log,
 	})
 	g.admin = admin.New(admin.Options{Store: g.store, Balancer: g.bal, Pprof: cfg.Admin.Pprof, Logger: log})
@@ -86,6 +88,15 @@ func newGateway(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) (
 	log.Info("config loaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
 		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)))
 	return g, nil
+}
+
+// offIfZero maps a config duration where 0 means off to an Options one,
+// where 0 means the default and a negative value off.
+func offIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 func certFiles(cfg *config.Config) []wstls.CertFile {

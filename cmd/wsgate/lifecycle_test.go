@@ -171,6 +171,7 @@ type toggleBackend struct {
 	id       string
 	srv      *httptest.Server
 	failing  atomic.Bool
+	flooded  atomic.Int64 // bytes sent on /flood connections
 	mu       sync.Mutex
 	conns    []*websocket.Conn
 	upgrader websocket.Upgrader
@@ -194,6 +195,22 @@ func newToggleBackend(t *testing.T, id string) *toggleBackend {
 		tb.mu.Lock()
 		tb.conns = append(tb.conns, c)
 		tb.mu.Unlock()
+		if r.URL.Path == "/flood" {
+			// As fast as the proxy takes them, until the connection ends;
+			// close frames are answered by the reading goroutine.
+			go func() {
+				for {
+					if _, _, err := c.NextReader(); err != nil {
+						return
+					}
+				}
+			}()
+			msg := make([]byte, 16<<10)
+			for c.WriteMessage(websocket.BinaryMessage, msg) == nil {
+				tb.flooded.Add(int64(len(msg)))
+			}
+			return
+		}
 		for {
 			mt, msg, err := c.ReadMessage()
 			if err != nil {
@@ -216,6 +233,32 @@ func newToggleBackend(t *testing.T, id string) *toggleBackend {
 }
 
 func (tb *toggleBackend) addr() string { return tb.srv.Listener.Addr().String() }
+
+// A client that stops reading while its backend floods it must not hold
+// up shutdown: wsgate exits within drain_timeout even with the write
+// timeout off (the stall then lasts until the drain deadline cuts it).
+func TestSIGTERMWithStalledClient(t *testing.T) {
+	tb := newToggleBackend(t, "flood")
+	g := startGate(t, []string{tb.addr()}, "shutdown:\n  drain_timeout: 2s\ntunnels:\n  write_timeout: 0\n")
+	g.dial(t, "/flood") // never read
+	other, _ := g.dial(t, "/ws")
+	echo(t, other, "beside the stalled one")
+	// Let the flood fill the buffers on the way to the stalled client.
+	waitFor(t, "the flood to stall", func() bool {
+		return backendState(t, g, tb.addr()).ActiveConnections == 2 && tb.flooded.Load() > 1<<20
+	})
+	code := make(chan int, 1)
+	go func() { code <- closeCode(t, other) }()
+	start := time.Now()
+	g.Signal(syscall.SIGTERM)
+	if c := <-code; c != websocket.CloseGoingAway {
+		t.Errorf("the reading client got close code %d, want 1001", c)
+	}
+	if exit := g.Exit(2500 * time.Millisecond); exit != 0 {
+		t.Errorf("wsgate exit code after SIGTERM = %d, want 0", exit)
+	}
+	t.Logf("wsgate exited %v after SIGTERM (drain_timeout 2s)", time.Since(start).Round(time.Millisecond))
+}
 
 func TestFailingHealthCheckLeavesRotation(t *testing.T) {
 	one, two := newToggleBackend(t, "one"), newToggleBackend(t, "two")
