@@ -115,24 +115,3 @@ func BenchmarkFrameTracker(b *testing.B) {
 		tr.advance(chunk)
 	}
 }
-
-// BenchmarkLoopbackFloor is not wsgate: it measures what this machine's
-// kernel charges for one 64-byte write(2) and the read(2) that receives it
-// over a loopback TCP connection, on one goroutine. A proxy makes two such
-// pairs per echoed round trip (client to backend and back), so twice this
-// figure is the floor under any proxy's CPU per round trip here; see
-// docs/benchmarks.md.
-func BenchmarkLoopbackFloor(b *testing.B) {
-	client, server := tcpPair(b)
-	p := make([]byte, 64)
-	q := make([]byte, bufSize)
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := client.Write(p); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := io.ReadFull(server, q[:len(p)]); err != nil {
-			b.Fatal(err)
-		}
-	}
-}

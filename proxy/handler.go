@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/balancer"
+	"github.com/wsgate/wsgate/proxy/internal/sockio"
 )
 
 // Defaults for zero Options fields.
@@ -96,8 +97,9 @@ type Options struct {
 	// MaxHeaderBytes bounds a request's line and headers; more gets 431.
 	// Zero means DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
-	// HeaderTimeout bounds the TLS handshake plus reading a request's
-	// headers (see Server). Zero means DefaultHeaderTimeout.
+	// HeaderTimeout bounds reading a request's headers (see Server); the
+	// TLS handshake before them is the Listener's (HandshakeTimeout). Zero
+	// means DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
 	// WriteTimeout bounds how long a tunnel's peer may accept no bytes while
 	// data waits for it (a client that stopped reading, say): the tunnel is
@@ -128,8 +130,8 @@ type Handler struct {
 	// parkAfter, sweepEvery: see defaultParkAfter; tests shorten them.
 	parkAfter  time.Duration
 	sweepEvery time.Duration
-	epoch      atomic.Int64           // incremented by each sweep
-	parker     atomic.Pointer[parker] // set while Run runs
+	epoch      atomic.Int64                  // incremented by each sweep
+	parker     atomic.Pointer[sockio.Parker] // set while Run runs
 
 	routes atomic.Pointer[[]Route] // sorted by match priority
 	inUse  atomic.Int64            // WebSocket connections held or being set up
@@ -166,7 +168,7 @@ func New(opts Options) *Handler {
 	if h.obs == nil {
 		h.obs = nopObserver{}
 	}
-	h.dialer = net.Dialer{Timeout: h.dialTimeout, KeepAlive: 30 * time.Second, ControlContext: rawConnect}
+	h.dialer = net.Dialer{Timeout: h.dialTimeout, KeepAlive: 30 * time.Second, ControlContext: sockio.DialControl}
 	h.plain = h.newPlainProxy()
 	h.SetRoutes(opts.Routes)
 	return h
@@ -366,15 +368,14 @@ func (h *Handler) ActiveTunnels() int {
 }
 
 // Server returns an *http.Server for h with the proxy's header limits and
-// timeouts. Serve it on a listener that terminates TLS (crypto/tls
-// NewListener): ALPN there must offer only http/1.1, because WebSocket
-// upgrades need HTTP/1.1 and hijacking.
+// timeouts. Serve it on a Listener (the accept path, which terminates TLS):
+// ALPN there must offer only http/1.1, because WebSocket upgrades need
+// HTTP/1.1 and hijacking.
 func (h *Handler) Server() *http.Server {
 	return &http.Server{
 		Handler: h,
-		// Covers the TLS handshake too: net/http bounds the handshake by the
-		// smallest of its read, write and header timeouts, so a client that
-		// stalls mid-handshake cannot hold a goroutine for long.
+		// The TLS handshake is done (and bounded) by the Listener before
+		// net/http sees the connection.
 		ReadHeaderTimeout: h.headerTimeout,
 		IdleTimeout:       2 * time.Minute,
 		// net/http itself rejects with 431 past this plus 4 KiB of slack;

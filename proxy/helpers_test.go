@@ -171,6 +171,8 @@ type testProxy struct {
 	store *registry.Store
 	addr  string
 	roots *x509.CertPool
+
+	listener *Listener
 }
 
 type backendSpec struct {
@@ -185,6 +187,12 @@ func startProxy(t testing.TB, opts Options, backends ...backendSpec) *testProxy 
 // startProxyWith is startProxy with a hook that adjusts the Handler before
 // it starts serving.
 func startProxyWith(t testing.TB, opts Options, adjust func(*Handler), backends ...backendSpec) *testProxy {
+	t.Helper()
+	return startProxyLayers(t, opts, adjust, nil, backends...)
+}
+
+// startProxyLayers is startProxyWith with accept layers.
+func startProxyLayers(t testing.TB, opts Options, adjust func(*Handler), layers []AcceptLayer, backends ...backendSpec) *testProxy {
 	t.Helper()
 	store, err := registry.New()
 	if err != nil {
@@ -238,17 +246,20 @@ func startProxyWith(t testing.TB, opts Options, adjust func(*Handler), backends 
 		t.Fatal(err)
 	}
 	srv := h.Server()
-	srvDone := make(chan struct{})
-	go func() { defer close(srvDone); _ = srv.Serve(tls.NewListener(NewListener(ln), prov.TLSConfig())) }()
+	pl := NewListener(ln, ListenerOptions{TLS: prov.TLSConfig(), HandshakeTimeout: opts.HeaderTimeout, Layers: layers, Observer: opts.Observer, Logger: logger})
+	srvDone, lnDone := make(chan struct{}), make(chan struct{})
+	go func() { defer close(lnDone); _ = pl.Run(ctx) }()
+	go func() { defer close(srvDone); _ = srv.Serve(pl) }()
 	t.Cleanup(func() {
 		_ = srv.Close()
 		<-srvDone
 		h.Close()
 		cancel()
+		<-lnDone
 		<-balDone
 		<-runDone
 	})
-	return &testProxy{h: h, bal: bal, store: store, addr: ln.Addr().String(), roots: roots}
+	return &testProxy{h: h, bal: bal, store: store, addr: ln.Addr().String(), roots: roots, listener: pl}
 }
 
 func (p *testProxy) url(path string) string { return "wss://" + p.addr + path }

@@ -118,6 +118,25 @@ const (
 	RefusedMaxConnections RefusalReason = "max_connections"
 )
 
+// The reasons of failed TLS handshakes (the `reason` label of
+// wsgate_tls_handshake_errors_total).
+const (
+	// HandshakeTimeout: the handshake (with the accept layers before it)
+	// did not finish within the handshake timeout.
+	HandshakeTimeout RefusalReason = "timeout"
+	// HandshakeClosed: the client closed or reset the connection.
+	HandshakeClosed RefusalReason = "closed"
+	// HandshakeNotTLS: the first bytes were not a TLS record (plain HTTP
+	// on the TLS port, say).
+	HandshakeNotTLS RefusalReason = "not_tls"
+	// HandshakeClientAlert: the client ended the handshake with an alert
+	// (it did not accept the certificate, say).
+	HandshakeClientAlert RefusalReason = "client_alert"
+	// HandshakeProtocol: anything else (no common version or cipher suite,
+	// no certificate for the name asked for, a malformed ClientHello).
+	HandshakeProtocol RefusalReason = "protocol"
+)
+
 // RefusalEvent describes one refusal.
 type RefusalEvent struct {
 	Reason RefusalReason

@@ -3,9 +3,11 @@ package proxy
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
-	"syscall"
 	"time"
+
+	"github.com/wsgate/wsgate/proxy/internal/sockio"
 )
 
 // Parking idle tunnels.
@@ -35,17 +37,6 @@ const (
 	stateWaiting       // in the runtime poller, since waitSince
 	stateParked        // in the parker's epoll set, no goroutine
 )
-
-// parkable is a socket a copier can park on.
-func (c *copier) parkConn() syscall.RawConn {
-	switch {
-	case c.sock != nil:
-		return c.sock.raw
-	case c.rc != nil:
-		return c.rc.sock.raw
-	}
-	return nil
-}
 
 // beginWait marks the copier as waiting in the poller.
 func (c *copier) beginWait() {
@@ -80,22 +71,39 @@ func (c *copier) wokenToPark(err error) bool {
 // goroutine must then end with errParked).
 func (c *copier) tryPark() bool {
 	p := c.t.h.parker.Load()
-	raw := c.parkConn()
-	if p == nil || raw == nil || c.t.stopping.Load() {
+	if p == nil || c.t.stopping.Load() {
 		return false
 	}
-	if c.rc != nil && c.rc.bp != nil {
+	sock, ok := c.src.Parkable()
+	if !ok {
 		return false // bytes are waiting already
 	}
-	c.parkedOn = p
-	return p.park(c, raw)
+	c.parkedOn, c.parkedSock = p, sock
+	// Parked before the socket is armed: an event may fire at once.
+	c.state.Store(stateParked)
+	if !p.Park(sock, c) {
+		// Not parked after all, unless someone resumed it meanwhile (then
+		// a new goroutine runs it and this one must end).
+		return !c.state.CompareAndSwap(stateParked, stateRunning)
+	}
+	if c.state.Load() != stateParked {
+		// Resumed between marking and arming: its Forget may have found
+		// nothing to delete yet.
+		p.Forget(sock, c)
+	}
+	return true
 }
+
+// Wake is the parker's call when the parked socket becomes readable.
+func (c *copier) Wake() { c.resume() }
+
+var _ sockio.Waker = (*copier)(nil)
 
 // resume gives a parked copier a goroutine again. Exactly one caller wins
 // (the parker on readiness, or close/goAway); the others do nothing.
 func (c *copier) resume() {
 	if c != nil && c.state.CompareAndSwap(stateParked, stateRunning) {
-		c.parkedOn.forget(c)
+		c.parkedOn.Forget(c.parkedSock, c)
 		go c.run()
 	}
 }
@@ -104,9 +112,10 @@ func (c *copier) resume() {
 // idle tunnels (see park.go) on systems that support it. A Handler works
 // without Run; its idle tunnels then keep their goroutines.
 func (h *Handler) Run(ctx context.Context) error {
-	p, err := newParker()
+	p, err := sockio.NewParker()
 	if err != nil {
-		h.log.Warn("idle tunnels will not be parked", "err", err)
+		// No parker on this system: idle tunnels keep their goroutines.
+		h.log.Debug("idle tunnels will not be parked", slog.Any(keyErr, err))
 		<-ctx.Done()
 		return nil
 	}
@@ -115,7 +124,7 @@ func (h *Handler) Run(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.wait(func(c *copier) { c.resume() })
+		p.Wait()
 	}()
 	t := time.NewTicker(h.sweepEvery)
 	defer t.Stop()
@@ -125,12 +134,12 @@ func (h *Handler) Run(ctx context.Context) error {
 			// Refuse new parking first, then resume every parked copier,
 			// so that nothing is left without a goroutine.
 			h.parker.Store(nil)
-			p.stop()
-			for _, c := range p.all() {
-				c.resume()
+			p.Stop()
+			for _, w := range p.Parked() {
+				w.(*copier).resume()
 			}
 			<-done
-			p.close()
+			p.Close()
 			return nil
 		case <-t.C:
 			h.sweep()

@@ -22,7 +22,7 @@ func parked(p *testProxy) int {
 	if pk == nil {
 		return 0
 	}
-	return len(pk.all())
+	return len(pk.Parked())
 }
 
 func TestIdleTunnelsPark(t *testing.T) {

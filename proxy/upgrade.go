@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/wsgate/wsgate/proxy/internal/sockio"
 )
 
 // hopHeaders are the hop-by-hop headers (RFC 9110 7.6.1) never forwarded.
@@ -213,10 +215,7 @@ func (h *Handler) forwardUpgrade(ctx context.Context, r *http.Request, addr stri
 
 	// Raw system calls, as in the tunnel (see sysWrite): the write runs the
 	// backend's receive path, long enough for sysmon to take the P.
-	var rw io.ReadWriter = conn
-	if s := newRawSock(conn); s != nil {
-		rw = s
-	}
+	rw := sockio.HandshakeIO(conn)
 	bw := writerPool.Get().(*bufio.Writer)
 	bw.Reset(rw)
 	writeUpgradeRequest(bw, r)
@@ -369,10 +368,7 @@ func (h *Handler) completeUpgrade(w http.ResponseWriter, r *http.Request, t *tun
 	putReader(br)
 	// Whatever the client sent after its request goes to the backend first.
 	if err == nil {
-		err = forwardBuffered(backendConn, brw.Reader, t.up)
-	}
-	if err == nil {
-		err = forwardDecrypted(backendConn, clientConn, t.up)
+		err = forwardBuffered(t.backend, brw.Reader, t.up)
 	}
 	if err != nil {
 		t.close()
@@ -398,40 +394,11 @@ func flushBuffered(bw *bufio.Writer, br *bufio.Reader, c *copier) error {
 	return bw.Flush()
 }
 
-// forwardDecrypted relays plaintext that crypto/tls decrypted but nobody
-// read yet: a client that sends frames right behind its request (before
-// the 101, which RFC 6455 forbids but clients do) can leave the rest of a
-// record there, read by net/http's buffered reader or its background
-// read. The tunnel waits on the socket, so such bytes must go now. Reads
-// run with noWait: only what is already decrypted or buffered comes out.
-func forwardDecrypted(dst, client net.Conn, c *copier) error {
-	if c.rc == nil {
-		return nil
-	}
-	bp := getBuf()
-	defer putBuf(bp)
-	for {
-		c.rc.noWait = true
-		n, err := client.Read(*bp)
-		c.rc.noWait = false
-		if n > 0 {
-			if _, werr := dst.Write((*bp)[:n]); werr != nil {
-				return werr
-			}
-			c.relayed((*bp)[:n])
-		}
-		if err != nil || n == 0 {
-			if errors.Is(err, errWouldBlock) {
-				return nil
-			}
-			return err
-		}
-	}
-}
-
 // forwardBuffered writes bytes the client sent after its request (read
 // into br with the headers) to dst.
-func forwardBuffered(dst net.Conn, br *bufio.Reader, c *copier) error {
+// (What crypto/tls decrypted but net/http did not read is relayed by the
+// copier's first Relay.)
+func forwardBuffered(dst io.Writer, br *bufio.Reader, c *copier) error {
 	if n := br.Buffered(); n > 0 {
 		b, _ := br.Peek(n)
 		if _, err := dst.Write(b); err != nil {

@@ -198,9 +198,13 @@ func (g *gateway) serve(ctx context.Context, reload <-chan os.Signal) error {
 	eg.Go(func() error { return g.check.Run(egCtx) })
 	eg.Go(func() error { return g.proxy.Run(egCtx) })
 	eg.Go(func() error { return g.certs.Watch(egCtx, 0) })
-	eg.Go(func() error {
-		return serveErr("TLS listener", proxySrv.Serve(tls.NewListener(proxy.NewListener(g.proxyLn), g.certs.TLSConfig())))
+	accept := proxy.NewListener(g.proxyLn, proxy.ListenerOptions{
+		TLS:              g.certs.TLSConfig(),
+		HandshakeTimeout: g.cfg.Limits.HeaderTimeout,
+		Logger:           g.log,
 	})
+	eg.Go(func() error { return accept.Run(egCtx) })
+	eg.Go(func() error { return serveErr("TLS listener", proxySrv.Serve(accept)) })
 	eg.Go(func() error { return serveErr("admin listener", adminSrv.Serve(g.adminLn)) })
 	var httpSrv *http.Server
 	if g.httpLn != nil {

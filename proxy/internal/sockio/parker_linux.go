@@ -1,4 +1,4 @@
-package proxy
+package sockio
 
 import (
 	"os"
@@ -7,29 +7,32 @@ import (
 	"unsafe"
 )
 
-// parker holds parked copiers in an epoll set of its own. Each is
+// Parker holds parked sockets in an epoll set of its own, so that a tunnel
+// idle for long needs no goroutine to wait for its next bytes. Each is
 // registered under a token, never its file descriptor, so that a stale
-// event for a closed and reused descriptor cannot wake the wrong copier.
+// event for a closed and reused descriptor cannot wake the wrong Waker.
 //
 // The set is waited on through the runtime's poller (an epoll descriptor
 // is itself pollable), never with a blocking epoll_wait: a goroutine
 // blocked in a system call keeps its P until sysmon takes it back, which
 // with GOMAXPROCS=1 would stall every other goroutine for 20 µs to
 // milliseconds each time the parker went back to waiting.
-type parker struct {
+type Parker struct {
 	ep     *os.File        // the epoll set, non-blocking, in the runtime poller
 	raw    syscall.RawConn // ep's
-	wakefd int             // an eventfd that ends wait
+	wakefd int             // an eventfd that ends Wait
 
-	mu     sync.Mutex
-	tokens map[uint64]*copier // guarded by mu
-	next   uint64             // guarded by mu
-	closed bool               // guarded by mu
+	mu      sync.Mutex
+	tokens  map[uint64]Waker // guarded by mu
+	byWaker map[Waker]uint64 // guarded by mu
+	next    uint64           // guarded by mu
+	closed  bool             // guarded by mu
 }
 
 const wakeToken = 0
 
-func newParker() (*parker, error) {
+// NewParker returns a Parker; on systems without one, an error.
+func NewParker() (*Parker, error) {
 	epfd, err := syscall.EpollCreate1(syscall.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -43,22 +46,25 @@ func newParker() (*parker, error) {
 		syscall.Close(epfd)
 		return nil, errno
 	}
-	p := &parker{ep: os.NewFile(uintptr(epfd), "wsgate-parker"), wakefd: int(r), tokens: make(map[uint64]*copier), next: wakeToken + 1}
+	p := &Parker{
+		ep: os.NewFile(uintptr(epfd), "wsgate-parker"), wakefd: int(r),
+		tokens: make(map[uint64]Waker), byWaker: make(map[Waker]uint64), next: wakeToken + 1,
+	}
 	if p.raw, err = p.ep.SyscallConn(); err != nil {
-		p.close()
+		p.Close()
 		return nil, err
 	}
 	ev := syscall.EpollEvent{Events: syscall.EPOLLIN}
 	setToken(&ev, wakeToken)
 	if err := p.ctl(syscall.EPOLL_CTL_ADD, uintptr(p.wakefd), &ev); err != nil {
-		p.close()
+		p.Close()
 		return nil, err
 	}
 	return p, nil
 }
 
 // ctl is epoll_ctl on the set; it fails once the set is closed.
-func (p *parker) ctl(op int, fd uintptr, ev *syscall.EpollEvent) error {
+func (p *Parker) ctl(op int, fd uintptr, ev *syscall.EpollEvent) error {
 	var cerr error
 	err := p.raw.Control(func(epfd uintptr) {
 		cerr = syscall.EpollCtl(int(epfd), op, int(fd), ev)
@@ -76,9 +82,15 @@ func setToken(ev *syscall.EpollEvent, tok uint64) {
 
 func token(ev *syscall.EpollEvent) uint64 { return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32 }
 
-// park registers c's socket, one-shot, and marks c parked. It reports
-// false if the socket is gone or the parker is stopping.
-func (p *parker) park(c *copier, raw syscall.RawConn) bool {
+// Park registers s, one-shot, to wake w when it becomes readable. It
+// reports false, with nothing registered, when the Parker is stopping or
+// s is gone. An event may fire (and w be woken) before Park returns: the
+// caller marks itself parked first.
+func (p *Parker) Park(s Pollable, w Waker) bool {
+	rs, ok := s.(*rawSock)
+	if !ok {
+		return false
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -86,14 +98,12 @@ func (p *parker) park(c *copier, raw syscall.RawConn) bool {
 	}
 	tok := p.next
 	p.next++
-	p.tokens[tok] = c
-	c.parkToken = tok
-	// Parked before the descriptor is armed: an event may fire at once.
-	c.state.Store(stateParked)
+	p.tokens[tok] = w
+	p.byWaker[w] = tok
 	p.mu.Unlock()
 
 	var cerr error
-	err := raw.Control(func(fd uintptr) {
+	err := rs.raw.Control(func(fd uintptr) {
 		ev := syscall.EpollEvent{Events: syscall.EPOLLIN | syscall.EPOLLRDHUP | syscall.EPOLLONESHOT}
 		setToken(&ev, tok)
 		cerr = p.ctl(syscall.EPOLL_CTL_ADD, fd, &ev)
@@ -102,52 +112,49 @@ func (p *parker) park(c *copier, raw syscall.RawConn) bool {
 		err = cerr
 	}
 	if err != nil {
-		// Not parked after all, unless someone resumed it meanwhile (then
-		// a new goroutine runs it and this one must end).
-		if c.state.CompareAndSwap(stateParked, stateRunning) {
-			p.forget(c)
-			return false
+		p.mu.Lock()
+		if p.byWaker[w] == tok {
+			delete(p.byWaker, w)
 		}
-		return true
-	}
-	if c.state.Load() != stateParked {
-		// Resumed between marking and arming: its forget found nothing to
-		// delete, so delete the registration now.
-		_ = raw.Control(func(fd uintptr) {
-			_ = p.ctl(syscall.EPOLL_CTL_DEL, fd, nil)
-		})
+		delete(p.tokens, tok)
+		p.mu.Unlock()
+		return false
 	}
 	return true
 }
 
-// forget drops c's token; called by whoever resumed c.
-func (p *parker) forget(c *copier) {
+// Forget drops w's registration on s, if it has one: the caller resumed
+// w. The registration is one-shot and has fired, or the socket is about to
+// be closed (which removes it from the set); a resume for any other
+// reason deletes it here, so that a later event cannot find w.
+func (p *Parker) Forget(s Pollable, w Waker) {
 	p.mu.Lock()
-	delete(p.tokens, c.parkToken)
+	tok, ok := p.byWaker[w]
+	if ok {
+		delete(p.byWaker, w)
+		delete(p.tokens, tok)
+	}
 	p.mu.Unlock()
-	// The registration is one-shot and has fired, or the socket is about
-	// to be closed (which removes it from the set); a resume for any other
-	// reason deletes it here, so a later event cannot find the copier.
-	if raw := c.parkConn(); raw != nil {
-		_ = raw.Control(func(fd uintptr) {
+	if rs, isRaw := s.(*rawSock); ok && isRaw {
+		_ = rs.raw.Control(func(fd uintptr) {
 			_ = p.ctl(syscall.EPOLL_CTL_DEL, fd, nil)
 		})
 	}
 }
 
-// all returns every parked copier.
-func (p *parker) all() []*copier {
+// Parked returns every parked Waker.
+func (p *Parker) Parked() []Waker {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]*copier, 0, len(p.tokens))
-	for _, c := range p.tokens {
-		out = append(out, c)
+	out := make([]Waker, 0, len(p.tokens))
+	for _, w := range p.tokens {
+		out = append(out, w)
 	}
 	return out
 }
 
-// wait delivers readiness events to ready until stop.
-func (p *parker) wait(ready func(*copier)) {
+// Wait wakes parked Wakers as their sockets become readable, until Stop.
+func (p *Parker) Wait() {
 	events := make([]syscall.EpollEvent, 128)
 	stopped := false
 	for !stopped {
@@ -173,10 +180,10 @@ func (p *parker) wait(ready func(*copier)) {
 						return true
 					}
 					p.mu.Lock()
-					c := p.tokens[tok]
+					w := p.tokens[tok]
 					p.mu.Unlock()
-					if c != nil {
-						ready(c)
+					if w != nil {
+						w.Wake()
 					}
 				}
 				if n < len(events) {
@@ -196,8 +203,8 @@ func epollNoWait(epfd uintptr, events []syscall.EpollEvent) (int, syscall.Errno)
 	return int(n), errno
 }
 
-// stop makes wait return and refuses further parking.
-func (p *parker) stop() {
+// Stop makes Wait return and refuses further parking.
+func (p *Parker) Stop() {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
@@ -205,7 +212,8 @@ func (p *parker) stop() {
 	_, _ = syscall.Write(p.wakefd, one[:])
 }
 
-func (p *parker) close() {
+// Close releases the epoll set; call it after Wait has returned.
+func (p *Parker) Close() {
 	syscall.Close(p.wakefd)
 	_ = p.ep.Close()
 }

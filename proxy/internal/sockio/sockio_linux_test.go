@@ -1,4 +1,4 @@
-package proxy
+package sockio
 
 import (
 	"bytes"
@@ -134,8 +134,8 @@ func TestRecordConnNoWait(t *testing.T) {
 	rc.noWait = true
 	_, err := rc.Read(make([]byte, 10))
 	var ne net.Error
-	if !errors.As(err, &ne) || !ne.Timeout() || err != errWouldBlock {
-		t.Fatalf("Read() under noWait with nothing buffered = %v, want errWouldBlock (a timeout net.Error)", err)
+	if !errors.As(err, &ne) || !ne.Timeout() || err != ErrWouldBlock {
+		t.Fatalf("Read() under noWait with nothing buffered = %v, want ErrWouldBlock (a timeout net.Error)", err)
 	}
 }
 
@@ -284,5 +284,26 @@ func TestShutdownWriteTwice(t *testing.T) {
 	}
 	if err := s.shutdownWrite(); err != nil {
 		t.Fatalf("second shutdownWrite: %v", err)
+	}
+}
+
+// BenchmarkLoopbackFloor is not wsgate: it measures what this machine's
+// kernel charges for one 64-byte write(2) and the read(2) that receives it
+// over a loopback TCP connection, on one goroutine. A proxy makes two such
+// pairs per echoed round trip (client to backend and back), so twice this
+// figure is the floor under any proxy's CPU per round trip here; see
+// docs/benchmarks.md.
+func BenchmarkLoopbackFloor(b *testing.B) {
+	client, server := tcpPair(b)
+	p := make([]byte, 64)
+	q := make([]byte, BufSize)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := client.Write(p); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := io.ReadFull(server, q[:len(p)]); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

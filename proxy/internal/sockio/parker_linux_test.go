@@ -1,4 +1,4 @@
-package proxy
+package sockio
 
 import (
 	"regexp"
@@ -13,14 +13,14 @@ import (
 // ("syscall"), which would keep its P and, with GOMAXPROCS=1, stall every
 // other goroutine until sysmon took the P back.
 func TestParkerWaitsInThePoller(t *testing.T) {
-	p, err := newParker()
+	p, err := NewParker()
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		p.wait(func(*copier) {})
+		p.Wait()
 	}()
 	header := regexp.MustCompile(`^goroutine \d+ \[([^\]]*)\]:`)
 	state := ""
@@ -29,7 +29,7 @@ func TestParkerWaitsInThePoller(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 		n := runtime.Stack(buf, true)
 		for _, g := range strings.Split(string(buf[:n]), "\n\n") {
-			if m := header.FindStringSubmatch(g); m != nil && strings.Contains(g, "(*parker).wait(") {
+			if m := header.FindStringSubmatch(g); m != nil && strings.Contains(g, "(*Parker).Wait(") {
 				state = m[1]
 			}
 		}
@@ -37,9 +37,9 @@ func TestParkerWaitsInThePoller(t *testing.T) {
 			break
 		}
 	}
-	p.stop()
+	p.Stop()
 	<-done
-	p.close()
+	p.Close()
 	if !regexp.MustCompile(`^IO wait`).MatchString(state) {
 		t.Fatalf("the parker's goroutine waits in state %q, want IO wait", state)
 	}

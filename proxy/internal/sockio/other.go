@@ -1,0 +1,24 @@
+//go:build !linux
+
+package sockio
+
+import (
+	"context"
+	"io"
+	"net"
+	"syscall"
+	"time"
+)
+
+// Elsewhere every Conn is portable and nothing parks.
+
+func newFast(net.Conn, time.Duration) Conn { return nil }
+
+func acceptedTCP(*net.TCPConn) ClientConn { return nil }
+
+// DialControl is the backend dialer's ControlContext; nil here.
+var DialControl func(ctx context.Context, network, address string, c syscall.RawConn) error
+
+// HandshakeIO returns what to read and write c's upgrade handshake
+// through: c itself here.
+func HandshakeIO(c net.Conn) io.ReadWriter { return c }

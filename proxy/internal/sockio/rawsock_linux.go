@@ -1,0 +1,299 @@
+package sockio
+
+import (
+	"io"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+)
+
+// System calls without the scheduler's involvement.
+//
+// syscall.Read and syscall.Write tell the runtime that the goroutine may
+// block (entersyscall/exitsyscall). When such a call outlasts a sysmon
+// tick (20 µs, which a loopback write that runs the receiver's TCP stack
+// often does), sysmon takes the P away and hands it to another thread;
+// with one P that is a thread switch, and a futex wake-up and sleep, per
+// long write, and sysmon keeps waking every 20 µs to look. A read or
+// write on a non-blocking socket never blocks, so the tunnel makes them
+// as raw system calls: the goroutine keeps its P and sysmon backs off.
+
+// sysRead is read(2) on a non-blocking descriptor.
+func sysRead(fd uintptr, p []byte) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	return int(n), errno
+}
+
+// sysWrite is write(2) on a non-blocking descriptor.
+func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	return int(n), errno
+}
+
+// opError wraps a system call's error as net.Conn methods do.
+func opError(op, network string, errno syscall.Errno) error {
+	return &net.OpError{Op: op, Net: network, Err: os.NewSyscallError(op, errno)}
+}
+
+// rawSock is a socket read and written through its RawConn with sysRead
+// and sysWrite, waiting for readiness as net.Conn does; deadlines and
+// Close apply. One reader and one writer at a time.
+type rawSock struct {
+	raw     syscall.RawConn
+	network string
+	conn    net.Conn // the socket's, for write deadlines
+
+	// Reading: next reads into a pooled buffer, Read into the caller's.
+	nextFn, readFn func(fd uintptr) bool // bound on first use
+	rp             []byte                // Read's buffer
+	bp             *[]byte               // next's buffer
+	rn             int
+	rerr           error
+
+	// Writing.
+	wmu     sync.Mutex // guards the fields below
+	writeFn func(fd uintptr) bool
+	wp      []byte
+	wn      int
+	werr    error
+	stuckAt int // wn when the write deadline was last armed; -1 when not armed
+
+	wshut atomic.Bool // shutdownWrite has succeeded
+
+	// Write deadlines. A write that finds the socket full (EAGAIN) arms
+	// the write timeout, and again each time the peer has taken bytes
+	// since; the write that completes disarms it. So a flowing stream
+	// never touches its deadline, and a peer that accepts nothing for
+	// wtimeout fails the write with os.ErrDeadlineExceeded.
+	dmu      sync.Mutex    // orders deadline changes; guards the fields below
+	wtimeout time.Duration // 0: none; set before the first write
+	limit    time.Time     // a bound on every write (the drain deadline); zero: none
+	aborted  atomic.Bool   // abortWrites was called; written under dmu
+}
+
+// newRawSock returns c's rawSock, or nil if c has no RawConn.
+func newRawSock(c net.Conn) *rawSock {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return &rawSock{raw: raw, network: c.LocalAddr().Network(), conn: c, stuckAt: -1}
+}
+
+func (s *rawSock) parkable() {}
+
+// next waits until the socket has data and returns it in a pooled buffer
+// (the caller puts it back), or the error (EOF included) that ended it.
+func (s *rawSock) next() (*[]byte, int, error) {
+	if s.nextFn == nil {
+		s.nextFn = s.doNext
+	}
+	if err := s.raw.Read(s.nextFn); err != nil {
+		return nil, 0, err
+	}
+	bp, n, err := s.bp, s.rn, s.rerr
+	s.bp = nil
+	return bp, n, err
+}
+
+func (s *rawSock) doNext(fd uintptr) bool {
+	var wait bool
+	s.bp, s.rn, s.rerr, wait = readSock(fd, s.network)
+	return !wait
+}
+
+// Read is io.Reader's.
+func (s *rawSock) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if s.readFn == nil {
+		s.readFn = s.doRead
+	}
+	s.rp = p
+	err := s.raw.Read(s.readFn)
+	s.rp = nil
+	if err != nil {
+		return 0, err
+	}
+	return s.rn, s.rerr
+}
+
+func (s *rawSock) doRead(fd uintptr) bool {
+	var wait bool
+	s.rn, s.rerr, wait = readInto(fd, s.rp, s.network)
+	return !wait
+}
+
+// Write writes all of p unless an error (a deadline, Close, a reset, the
+// write timeout) stops it. After abortWrites it writes what the socket
+// takes at once and never waits.
+func (s *rawSock) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if s.writeFn == nil {
+		s.writeFn = s.doWrite
+	}
+	s.wp, s.wn, s.werr = p, 0, nil
+	var err error
+	if s.aborted.Load() {
+		err = s.raw.Control(func(fd uintptr) {
+			if !s.doWrite(fd) {
+				s.werr = ErrWouldBlock
+			}
+		})
+	} else {
+		err = s.raw.Write(s.writeFn)
+	}
+	n := s.wn
+	if err == nil {
+		err = s.werr
+	}
+	s.wp, s.werr = nil, nil
+	if s.stuckAt >= 0 {
+		s.disarm()
+	}
+	return n, err
+}
+
+func (s *rawSock) doWrite(fd uintptr) bool {
+	for s.wn < len(s.wp) {
+		n, errno := sysWrite(fd, s.wp[s.wn:])
+		switch errno {
+		case 0:
+			s.wn += n
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			if s.wtimeout > 0 && s.stuckAt != s.wn {
+				s.arm()
+			}
+			return false // wait until writable
+		default:
+			s.werr = opError("write", s.network, errno)
+			return true
+		}
+	}
+	return true
+}
+
+// arm sets the write deadline wtimeout from now (or the limit, if that
+// comes first): the peer has taken nothing since the last arm, or was
+// never waited for. Called with wmu held, from inside the RawConn's
+// write callback: a deadline change takes no lock the callback holds.
+func (s *rawSock) arm() {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	s.stuckAt = s.wn
+	if s.aborted.Load() {
+		return // its deadline is in the past already
+	}
+	d := time.Now().Add(s.wtimeout)
+	if !s.limit.IsZero() && s.limit.Before(d) {
+		d = s.limit
+	}
+	_ = s.conn.SetWriteDeadline(d)
+}
+
+// disarm puts the write deadline back once a write that armed it is done.
+func (s *rawSock) disarm() {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	s.stuckAt = -1
+	if !s.aborted.Load() {
+		_ = s.conn.SetWriteDeadline(s.limit)
+	}
+}
+
+// limitWrites bounds every write, waiting or to come, by deadline; a
+// deadline in the past aborts (see Conn.LimitWrites).
+func (s *rawSock) limitWrites(deadline time.Time) {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if s.aborted.Load() {
+		return
+	}
+	if deadline.Before(time.Now()) {
+		s.aborted.Store(true)
+		deadline = aLongTimeAgo
+	}
+	s.limit = deadline
+	_ = s.conn.SetWriteDeadline(deadline)
+}
+
+// setWriteDeadline is SetWriteDeadline for others than the tunnel
+// (crypto/tls sets one around its close_notify): after an abort it does
+// nothing, so that the deadline in the past that woke a waiting write
+// stays until that write has seen it.
+func (s *rawSock) setWriteDeadline(t time.Time) error {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if s.aborted.Load() {
+		return nil
+	}
+	return s.conn.SetWriteDeadline(t)
+}
+
+// shutdownWrite half-closes the socket (shutdown(2) with SHUT_WR); the FIN
+// it sends runs, on loopback, the peer's side of it too.
+//
+// A call after one that succeeded does nothing: a tunnel half-closes a
+// direction when its source ends and again before it closes. It does not
+// take wmu: it must not wait for a write blocked on a slow peer, which the
+// Close that follows it is there to end.
+func (s *rawSock) shutdownWrite() error {
+	if s.wshut.Load() {
+		return nil
+	}
+	var errno syscall.Errno
+	if err := s.raw.Control(func(fd uintptr) {
+		_, _, errno = syscall.RawSyscall(syscall.SYS_SHUTDOWN, fd, syscall.SHUT_WR, 0)
+	}); err != nil {
+		return err
+	}
+	if errno != 0 {
+		return opError("shutdown", s.network, errno)
+	}
+	s.wshut.Store(true)
+	return nil
+}
+
+// readSock reads the socket fd into a pooled buffer. It returns the
+// buffer and n > 0, or the error that ended the socket (io.EOF at its
+// end), or wait when there is nothing to read yet.
+func readSock(fd uintptr, network string) (bp *[]byte, n int, err error, wait bool) {
+	bp = getBuf()
+	n, err, wait = readInto(fd, *bp, network)
+	if n == 0 {
+		putBuf(bp)
+		bp = nil
+	}
+	return bp, n, err, wait
+}
+
+// readInto reads the socket fd into p (len(p) > 0): n > 0 bytes, or the
+// error that ended the socket (io.EOF at its end), or wait when there is
+// nothing to read yet.
+func readInto(fd uintptr, p []byte, network string) (n int, err error, wait bool) {
+	for {
+		n, errno := sysRead(fd, p)
+		switch {
+		case errno == syscall.EINTR:
+			continue
+		case errno == syscall.EAGAIN:
+			return 0, nil, true
+		case errno != 0:
+			return 0, opError("read", network, errno), false
+		case n == 0:
+			return 0, io.EOF, false
+		}
+		return n, nil, false
+	}
+}
