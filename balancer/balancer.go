@@ -54,6 +54,9 @@ type Balancer struct {
 type counter struct {
 	active atomic.Int64
 	total  atomic.Int64
+	// retired is set once rebuild has dropped the counter from the map: a
+	// connection counted here would be lost (see Acquire).
+	retired atomic.Bool
 }
 
 // member is a backend in a snapshot.
@@ -123,14 +126,33 @@ func (b *Balancer) rebuild() <-chan struct{} {
 			s.pools[be.Pool] = append(s.pools[be.Pool], member{address: be.Address, weight: int64(max(be.Weight, 1)), c: c})
 		}
 	}
+	b.snap.Store(s)
+
 	// Forget counters of removed backends once their last connection ended;
 	// one still in use is kept so that its count is right if it comes back.
+	//
+	// An Acquire that loaded an older snapshot may still pick a removed
+	// backend and count on its counter after we looked at it. Deleting the
+	// counter then would lose that connection: the lease would count on a
+	// counter nobody reads, and a backend that comes back would get a fresh
+	// one at zero. So a counter is retired before its count is read, and
+	// Acquire reads retired after counting: sync/atomic operations are
+	// sequentially consistent, so either we see the connection (and keep
+	// the counter) or Acquire sees retired (and takes the count back and
+	// picks again from the snapshot published above, which no longer holds
+	// the backend). Never deleting would be simpler but would keep a
+	// counter for every address a pool ever had.
 	for id, c := range b.counters {
-		if !present[id] && c.active.Load() == 0 {
-			delete(b.counters, id)
+		if present[id] {
+			continue
 		}
+		c.retired.Store(true)
+		if c.active.Load() != 0 {
+			c.retired.Store(false) // still in use: keep it
+			continue
+		}
+		delete(b.counters, id)
 	}
-	b.snap.Store(s)
 	return changed
 }
 
@@ -157,6 +179,28 @@ func (l *Lease) Release() {
 // connection on it and returns the lease. Ties are broken at random. With
 // no candidate left it returns ErrNoBackend.
 func (b *Balancer) Acquire(pool string, tried []string, l *Lease) error {
+	for {
+		c, addr, ok := b.pick(pool, tried)
+		if !ok {
+			return ErrNoBackend
+		}
+		c.active.Add(1)
+		if c.retired.Load() {
+			// rebuild dropped the backend after we loaded the snapshot;
+			// the new snapshot is published: pick again.
+			c.active.Add(-1)
+			continue
+		}
+		c.total.Add(1)
+		l.Address = addr
+		l.c = c
+		l.released.Store(false)
+		return nil
+	}
+}
+
+// pick chooses a backend from the current snapshot; see Acquire.
+func (b *Balancer) pick(pool string, tried []string) (*counter, string, bool) {
 	members := b.snap.Load().pools[pool]
 	var (
 		best        *member
@@ -188,14 +232,9 @@ func (b *Balancer) Acquire(pool string, tried []string, l *Lease) error {
 		}
 	}
 	if best == nil {
-		return ErrNoBackend
+		return nil, "", false
 	}
-	best.c.active.Add(1)
-	best.c.total.Add(1)
-	l.Address = best.address
-	l.c = best.c
-	l.released.Store(false)
-	return nil
+	return best.c, best.address, true
 }
 
 func contains(list []string, s string) bool {
