@@ -160,7 +160,7 @@ func TestRunFollowsRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "unhealthy backend to leave the snapshot", func() bool {
-		return len(b.snap.Load().pools["app"]) == 1
+		return len(b.snap.Load().pools["app"].members) == 1
 	})
 	for range 5 {
 		if l := acquire(t, b, "app"); l.Address != other {
@@ -175,7 +175,7 @@ func TestRunFollowsRegistry(t *testing.T) {
 	if _, err := s.SetHealth(down, registry.HealthUp, "test"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "backend to come back", func() bool { return len(b.snap.Load().pools["app"]) == 2 })
+	waitFor(t, "backend to come back", func() bool { return len(b.snap.Load().pools["app"].members) == 2 })
 	if active, total := b.Counts(down); active != 1 || total != 1 {
 		t.Errorf("Counts(%v) after reload = %d, %d; want 1, 1", down, active, total)
 	}
@@ -187,30 +187,32 @@ func TestRunFollowsRegistry(t *testing.T) {
 	if _, err := s.SetDraining(down, true); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "draining backend to leave the snapshot", func() bool { return len(b.snap.Load().pools["app"]) == 1 })
+	waitFor(t, "draining backend to leave the snapshot", func() bool { return len(b.snap.Load().pools["app"].members) == 1 })
 }
 
 func BenchmarkAcquire(b *testing.B) {
-	for _, n := range []int{3, 100, 1000} {
-		b.Run(fmt.Sprintf("backends=%d", n), func(b *testing.B) {
-			weights := make([]int, n)
-			for i := range weights {
-				weights[i] = 1
-			}
-			bal, _ := newBalancer(b, Options{}, pool("app", weights...))
-			b.ReportAllocs()
-			b.ResetTimer() // the registry and snapshot are not what is measured
-			b.RunParallel(func(pb *testing.PB) {
-				var l Lease
-				for pb.Next() {
-					if err := bal.Acquire("app", nil, &l); err != nil {
-						b.Error(err)
-						return
-					}
-					l.Release()
+	for _, policy := range []string{PolicyLeastConnections, PolicyPowerOfTwo} {
+		for _, n := range []int{3, 100, 1000} {
+			b.Run(fmt.Sprintf("%s/backends=%d", policy, n), func(b *testing.B) {
+				weights := make([]int, n)
+				for i := range weights {
+					weights[i] = 1
 				}
+				bal, _ := newBalancer(b, Options{}, withPolicy(pool("app", weights...), policy))
+				b.ReportAllocs()
+				b.ResetTimer() // the registry and snapshot are not what is measured
+				b.RunParallel(func(pb *testing.PB) {
+					var l Lease
+					for pb.Next() {
+						if err := bal.Acquire("app", nil, &l); err != nil {
+							b.Error(err)
+							return
+						}
+						l.Release()
+					}
+				})
 			})
-		})
+		}
 	}
 }
 
@@ -241,34 +243,38 @@ func (r *pausingRand) IntN(n int) int {
 // Its connection must be counted on the backend as it is now, not on a
 // counter the removal dropped.
 func TestAcquireDuringRemoval(t *testing.T) {
-	r := newPausingRand()
-	b, s := newBalancer(t, Options{Rand: r}, pool("app", 1, 1))
-	type result struct {
-		l   *Lease
-		err error
-	}
-	done := make(chan result)
-	go func() {
-		l := new(Lease)
-		err := b.Acquire("app", nil, l)
-		done <- result{l, err}
-	}()
-	<-r.paused
-	for _, spec := range []registry.PoolSpec{{Name: "app"}, pool("app", 1, 1)} {
-		if _, err := s.Apply([]registry.PoolSpec{spec}); err != nil {
-			t.Fatal(err)
-		}
-		b.rebuild()
-	}
-	close(r.resume)
-	res := <-done
-	if res.err != nil {
-		t.Fatalf("Acquire() error = %v", res.err)
-	}
-	defer res.l.Release()
-	id := registry.ID{Pool: "app", Address: res.l.Address}
-	if active, total := b.Counts(id); active != 1 || total != 1 {
-		t.Errorf("Counts(%s) with the lease held = %d, %d; want 1, 1", res.l.Address, active, total)
+	for _, policy := range []string{PolicyLeastConnections, PolicyPowerOfTwo} {
+		t.Run(policy, func(t *testing.T) {
+			r := newPausingRand()
+			b, s := newBalancer(t, Options{Rand: r}, withPolicy(pool("app", 1, 1), policy))
+			type result struct {
+				l   *Lease
+				err error
+			}
+			done := make(chan result)
+			go func() {
+				l := new(Lease)
+				err := b.Acquire("app", nil, l)
+				done <- result{l, err}
+			}()
+			<-r.paused
+			for _, spec := range []registry.PoolSpec{{Name: "app", Policy: policy}, withPolicy(pool("app", 1, 1), policy)} {
+				if _, err := s.Apply([]registry.PoolSpec{spec}); err != nil {
+					t.Fatal(err)
+				}
+				b.rebuild()
+			}
+			close(r.resume)
+			res := <-done
+			if res.err != nil {
+				t.Fatalf("Acquire() error = %v", res.err)
+			}
+			defer res.l.Release()
+			id := registry.ID{Pool: "app", Address: res.l.Address}
+			if active, total := b.Counts(id); active != 1 || total != 1 {
+				t.Errorf("Counts(%s) with the lease held = %d, %d; want 1, 1", res.l.Address, active, total)
+			}
+		})
 	}
 }
 
