@@ -111,6 +111,7 @@ func poolSpecs(cfg *config.Config) []registry.PoolSpec {
 	specs := make([]registry.PoolSpec, len(cfg.Pools))
 	for i, p := range cfg.Pools {
 		specs[i].Name = p.Name
+		specs[i].Policy = p.Policy
 		if hc := p.HealthCheck; hc != nil {
 			specs[i].Check = &registry.HealthCheck{
 				Path:               hc.Path,
