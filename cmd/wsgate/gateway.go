@@ -137,7 +137,10 @@ func routes(cfg *config.Config) []proxy.Route {
 	return rs
 }
 
-var _ proxy.FailureReporter = (*healthcheck.Checker)(nil)
+var (
+	_ proxy.Picker          = (*balancer.Balancer)(nil)
+	_ proxy.FailureReporter = (*healthcheck.Checker)(nil)
+)
 
 // proxyURL and adminURL are the listeners' real addresses (a :0 port
 // resolved).
