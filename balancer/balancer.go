@@ -15,7 +15,7 @@ import (
 // that has not been tried already.
 var ErrNoBackend = errors.New("balancer: no healthy backend")
 
-// Rand is the source of randomness for breaking ties.
+// Rand is the source of randomness of policies: ties, random draws.
 type Rand interface {
 	// IntN returns a number in [0, n).
 	IntN(n int) int
@@ -29,16 +29,17 @@ var _ Rand = globalRand{}
 
 // Options configure a Balancer.
 type Options struct {
-	// Rand breaks ties between equally loaded backends. Nil means
+	// Rand is handed to the policies (ties, random draws). Nil means
 	// math/rand/v2's global source, which is safe for concurrent use; a
 	// test may set a deterministic one (then it must be concurrency-safe).
 	Rand Rand
-	// Logger receives snapshot rebuild events. Nil means slog.Default().
+	// Logger receives snapshot rebuild events (a pool naming an unknown
+	// policy). Nil means slog.Default().
 	Logger *slog.Logger
 }
 
-// Balancer selects backends by least connections. It is safe for concurrent
-// use. Create it with New and keep it current with Run.
+// Balancer selects backends by each pool's Policy. It is safe for
+// concurrent use. Create it with New and keep it current with Run.
 type Balancer struct {
 	store *registry.Store
 	rnd   Rand
@@ -47,24 +48,52 @@ type Balancer struct {
 	snap atomic.Pointer[snapshot]
 
 	mu       sync.Mutex
-	counters map[registry.ID]*counter // guarded by mu; read only at rebuild
+	counters map[registry.ID]*counter // guarded by mu; Acquire never reads it
 }
 
 // counter holds one backend's connection counts. It must not be copied.
 type counter struct {
 	active atomic.Int64
 	total  atomic.Int64
+	// retired is set once rebuild has dropped the counter from the map: a
+	// connection counted here would be lost (see Acquire).
+	retired atomic.Bool
 }
 
 // member is a backend in a snapshot.
 type member struct {
 	address string
-	weight  int64
+	weight  int64 // in [1, maxWeight]
 	c       *counter
 }
 
+// maxWeight bounds the weight a member is given, so that load*weight fits
+// in an int64 for any load below 2^32 (see compareLoad). A configured
+// weight above it (a ratio of more than two billion to one) behaves the
+// same as maxWeight.
+const maxWeight = 1<<31 - 1
+
+// load is the one figure policies compare (per unit of weight, through
+// Candidates.Load): the connections this process holds to the backend,
+// upgrades being set up included. It is in [0, 2^32).
+//
+// It is the seam for backend-reported load (a health-check response's
+// X-Backend-Connections: N, the backend's connections from every proxy):
+// with each such probe, store in the counter base = N - active, and return
+// active + base here, which is N plus the connections this process opened
+// to the backend since the probe minus those it closed, kept in [0, 2^32)
+// (a backend may report anything). The policies only see load, so none of
+// them changes.
+func (m *member) load() int64 { return m.c.active.Load() }
+
 type snapshot struct {
-	pools map[string][]member // available backends only
+	pools map[string]poolSnapshot
+}
+
+// poolSnapshot is one pool in a snapshot.
+type poolSnapshot struct {
+	policy  Policy
+	members []member // available backends only
 }
 
 // New returns a Balancer over store with a snapshot of its current contents.
@@ -86,27 +115,37 @@ func New(store *registry.Store, opts Options) *Balancer {
 	return b
 }
 
-// Run rebuilds the snapshot each time the registry's backends change, until
-// ctx is done. It returns nil when ctx is done.
+// Run rebuilds the snapshot each time the registry's pools or backends
+// change, until ctx is done. It returns nil when ctx is done.
 func (b *Balancer) Run(ctx context.Context) error {
 	for {
-		changed := b.rebuild()
+		poolsChanged, backendsChanged := b.rebuild()
 		select {
-		case <-changed:
+		case <-poolsChanged:
+		case <-backendsChanged:
 		case <-ctx.Done():
 			return nil
 		}
 	}
 }
 
-// rebuild publishes a snapshot of the registry and returns the channel that
-// closes when the data it was built from changes.
-func (b *Balancer) rebuild() <-chan struct{} {
-	all, changed := b.store.Backends()
+// rebuild publishes a snapshot of the registry and returns the channels
+// that close when the pools or backends it was built from change.
+func (b *Balancer) rebuild() (poolsChanged, backendsChanged <-chan struct{}) {
+	pools, poolsChanged := b.store.Pools()
+	all, backendsChanged := b.store.Backends()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 
-	s := &snapshot{pools: make(map[string][]member)}
+	s := &snapshot{pools: make(map[string]poolSnapshot, len(pools))}
+	for _, p := range pools {
+		policy, ok := policyNamed(p.Policy)
+		if !ok {
+			b.log.Error("unknown balancing policy; using least_connections",
+				slog.String("pool", p.Name), slog.String("policy", p.Policy))
+		}
+		s.pools[p.Name] = poolSnapshot{policy: policy}
+	}
 	present := make(map[registry.ID]bool, len(all))
 	for _, be := range all {
 		id := be.ID()
@@ -116,22 +155,45 @@ func (b *Balancer) rebuild() <-chan struct{} {
 			c = new(counter)
 			b.counters[id] = c
 		}
-		if _, ok := s.pools[be.Pool]; !ok {
-			s.pools[be.Pool] = nil // the pool exists, even with none available
+		p, ok := s.pools[be.Pool]
+		if !ok {
+			// The pool was added between the two reads above; its watch
+			// has fired, and the next rebuild gives it its policy.
+			p.policy = LeastConnections{}
 		}
 		if be.Available() {
-			s.pools[be.Pool] = append(s.pools[be.Pool], member{address: be.Address, weight: int64(max(be.Weight, 1)), c: c})
+			p.members = append(p.members, member{address: be.Address, weight: int64(min(max(be.Weight, 1), maxWeight)), c: c})
 		}
-	}
-	// Forget counters of removed backends once their last connection ended;
-	// one still in use is kept so that its count is right if it comes back.
-	for id, c := range b.counters {
-		if !present[id] && c.active.Load() == 0 {
-			delete(b.counters, id)
-		}
+		s.pools[be.Pool] = p
 	}
 	b.snap.Store(s)
-	return changed
+
+	// Forget counters of removed backends once their last connection ended;
+	// one still in use is kept so that its count is right if it comes back.
+	//
+	// An Acquire that loaded an older snapshot may still pick a removed
+	// backend and count on its counter after we looked at it. Deleting the
+	// counter then would lose that connection: the lease would count on a
+	// counter nobody reads, and a backend that comes back would get a fresh
+	// one at zero. So a counter is retired before its count is read, and
+	// Acquire reads retired after counting: sync/atomic operations are
+	// sequentially consistent, so either we see the connection (and keep
+	// the counter) or Acquire sees retired (and takes the count back and
+	// picks again from the snapshot published above, which no longer holds
+	// the backend). Never deleting would be simpler but would keep a
+	// counter for every address a pool ever had.
+	for id, c := range b.counters {
+		if present[id] {
+			continue
+		}
+		c.retired.Store(true)
+		if c.active.Load() != 0 {
+			c.retired.Store(false) // still in use: keep it
+			continue
+		}
+		delete(b.counters, id)
+	}
+	return poolsChanged, backendsChanged
 }
 
 // Lease is one counted connection to a backend. Release it exactly when the
@@ -152,50 +214,34 @@ func (l *Lease) Release() {
 	}
 }
 
-// Acquire picks the available backend of pool with the fewest active
-// connections per unit of weight, skipping the addresses in tried, counts a
-// connection on it and returns the lease. Ties are broken at random. With
-// no candidate left it returns ErrNoBackend.
+// Acquire asks the pool's policy for one of its available backends,
+// skipping the addresses in tried, counts a connection on it and fills in
+// l. With no candidate left it returns ErrNoBackend. It is lock-free and
+// allocates nothing.
 func (b *Balancer) Acquire(pool string, tried []string, l *Lease) error {
-	members := b.snap.Load().pools[pool]
-	var (
-		best        *member
-		bestActive  int64
-		equallyGood int
-	)
-	for i := range members {
-		m := &members[i]
-		if contains(tried, m.address) {
+	for {
+		p := b.snap.Load().pools[pool]
+		if len(p.members) == 0 {
+			return ErrNoBackend
+		}
+		i := p.policy.Select(Candidates{members: p.members, tried: tried}, b.rnd)
+		if i < 0 {
+			return ErrNoBackend
+		}
+		m := &p.members[i]
+		m.c.active.Add(1)
+		if m.c.retired.Load() {
+			// rebuild dropped the backend after we loaded the snapshot,
+			// and has published a new one: pick again (see rebuild).
+			m.c.active.Add(-1)
 			continue
 		}
-		active := m.c.active.Load()
-		if best == nil {
-			best, bestActive, equallyGood = m, active, 1
-			continue
-		}
-		// active/weight < bestActive/bestWeight, without division.
-		lhs, rhs := active*best.weight, bestActive*m.weight
-		switch {
-		case lhs < rhs:
-			best, bestActive, equallyGood = m, active, 1
-		case lhs == rhs:
-			// Reservoir sampling: each of the k equal candidates seen so
-			// far ends up chosen with probability 1/k.
-			equallyGood++
-			if b.rnd.IntN(equallyGood) == 0 {
-				best, bestActive = m, active
-			}
-		}
+		m.c.total.Add(1)
+		l.Address = m.address
+		l.c = m.c
+		l.released.Store(false)
+		return nil
 	}
-	if best == nil {
-		return ErrNoBackend
-	}
-	best.c.active.Add(1)
-	best.c.total.Add(1)
-	l.Address = best.address
-	l.c = best.c
-	l.released.Store(false)
-	return nil
 }
 
 func contains(list []string, s string) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -159,7 +160,7 @@ func TestRunFollowsRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, "unhealthy backend to leave the snapshot", func() bool {
-		return len(b.snap.Load().pools["app"]) == 1
+		return len(b.snap.Load().pools["app"].members) == 1
 	})
 	for range 5 {
 		if l := acquire(t, b, "app"); l.Address != other {
@@ -174,7 +175,7 @@ func TestRunFollowsRegistry(t *testing.T) {
 	if _, err := s.SetHealth(down, registry.HealthUp, "test"); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "backend to come back", func() bool { return len(b.snap.Load().pools["app"]) == 2 })
+	waitFor(t, "backend to come back", func() bool { return len(b.snap.Load().pools["app"].members) == 2 })
 	if active, total := b.Counts(down); active != 1 || total != 1 {
 		t.Errorf("Counts(%v) after reload = %d, %d; want 1, 1", down, active, total)
 	}
@@ -186,28 +187,154 @@ func TestRunFollowsRegistry(t *testing.T) {
 	if _, err := s.SetDraining(down, true); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "draining backend to leave the snapshot", func() bool { return len(b.snap.Load().pools["app"]) == 1 })
+	waitFor(t, "draining backend to leave the snapshot", func() bool { return len(b.snap.Load().pools["app"].members) == 1 })
 }
 
 func BenchmarkAcquire(b *testing.B) {
-	for _, n := range []int{3, 100, 1000} {
-		b.Run(fmt.Sprintf("backends=%d", n), func(b *testing.B) {
-			weights := make([]int, n)
-			for i := range weights {
-				weights[i] = 1
-			}
-			bal, _ := newBalancer(b, Options{}, pool("app", weights...))
-			b.ReportAllocs()
-			b.RunParallel(func(pb *testing.PB) {
-				var l Lease
-				for pb.Next() {
-					if err := bal.Acquire("app", nil, &l); err != nil {
-						b.Error(err)
-						return
-					}
-					l.Release()
+	for _, policy := range []string{PolicyLeastConnections, PolicyPowerOfTwo} {
+		for _, n := range []int{3, 100, 1000} {
+			b.Run(fmt.Sprintf("%s/backends=%d", policy, n), func(b *testing.B) {
+				weights := make([]int, n)
+				for i := range weights {
+					weights[i] = 1
 				}
+				bal, _ := newBalancer(b, Options{}, withPolicy(pool("app", weights...), policy))
+				b.ReportAllocs()
+				b.ResetTimer() // the registry and snapshot are not what is measured
+				b.RunParallel(func(pb *testing.PB) {
+					var l Lease
+					for pb.Next() {
+						if err := bal.Acquire("app", nil, &l); err != nil {
+							b.Error(err)
+							return
+						}
+						l.Release()
+					}
+				})
 			})
+		}
+	}
+}
+
+// pausingRand blocks in its first call until resume is closed. Acquire
+// asks its Rand while choosing, after it has loaded the snapshot and before
+// it counts the connection: pausing there lets a test change the registry
+// in the window where an Acquire still works on the old snapshot.
+type pausingRand struct {
+	calls  atomic.Int32
+	paused chan struct{} // closed by the first call
+	resume chan struct{}
+}
+
+func newPausingRand() *pausingRand {
+	return &pausingRand{paused: make(chan struct{}), resume: make(chan struct{})}
+}
+
+func (r *pausingRand) IntN(n int) int {
+	if r.calls.Add(1) == 1 {
+		close(r.paused)
+		<-r.resume
+	}
+	return n - 1
+}
+
+// TestAcquireDuringRemoval: a backend is removed and added again while an
+// Acquire that loaded the snapshot before the removal is still choosing.
+// Its connection must be counted on the backend as it is now, not on a
+// counter the removal dropped.
+func TestAcquireDuringRemoval(t *testing.T) {
+	for _, policy := range []string{PolicyLeastConnections, PolicyPowerOfTwo} {
+		t.Run(policy, func(t *testing.T) {
+			r := newPausingRand()
+			b, s := newBalancer(t, Options{Rand: r}, withPolicy(pool("app", 1, 1), policy))
+			type result struct {
+				l   *Lease
+				err error
+			}
+			done := make(chan result)
+			go func() {
+				l := new(Lease)
+				err := b.Acquire("app", nil, l)
+				done <- result{l, err}
+			}()
+			<-r.paused
+			for _, spec := range []registry.PoolSpec{{Name: "app", Policy: policy}, withPolicy(pool("app", 1, 1), policy)} {
+				if _, err := s.Apply([]registry.PoolSpec{spec}); err != nil {
+					t.Fatal(err)
+				}
+				b.rebuild()
+			}
+			close(r.resume)
+			res := <-done
+			if res.err != nil {
+				t.Fatalf("Acquire() error = %v", res.err)
+			}
+			defer res.l.Release()
+			id := registry.ID{Pool: "app", Address: res.l.Address}
+			if active, total := b.Counts(id); active != 1 || total != 1 {
+				t.Errorf("Counts(%s) with the lease held = %d, %d; want 1, 1", res.l.Address, active, total)
+			}
 		})
+	}
+}
+
+// TestCountsSurviveChurn runs Acquire and Release while backends are
+// removed and added back, and checks that every held lease is counted on
+// its backend: right after each Acquire and at the end. Run it with -race.
+func TestCountsSurviveChurn(t *testing.T) {
+	const workers, flips = 4, 300
+	b, s := newBalancer(t, Options{}, pool("app", 1, 1, 1, 1))
+	full := []registry.PoolSpec{pool("app", 1, 1, 1, 1)}
+	half := []registry.PoolSpec{pool("app", 1, 1)}
+
+	stop := make(chan struct{})
+	last := make([]*Lease, workers) // the lease each worker holds at the end
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			var held *Lease
+			for {
+				select {
+				case <-stop:
+					last[w] = held
+					return
+				default:
+				}
+				l := new(Lease)
+				if err := b.Acquire("app", nil, l); err != nil {
+					t.Errorf("Acquire() error = %v", err)
+					return
+				}
+				if active, _ := b.Counts(registry.ID{Pool: "app", Address: l.Address}); active < 1 {
+					t.Errorf("Counts(%s) right after Acquire = %d, want at least 1", l.Address, active)
+				}
+				if held != nil {
+					held.Release()
+				}
+				held = l
+			}
+		})
+	}
+	for range flips {
+		for _, specs := range [][]registry.PoolSpec{half, full} {
+			if _, err := s.Apply(specs); err != nil {
+				t.Fatal(err)
+			}
+			b.rebuild()
+		}
+	}
+	close(stop)
+	wg.Wait()
+
+	want := map[string]int64{}
+	for _, l := range last {
+		if l != nil {
+			want[l.Address]++
+		}
+	}
+	for _, be := range full[0].Backends {
+		if active, _ := b.Counts(registry.ID{Pool: "app", Address: be.Address}); active != want[be.Address] {
+			t.Errorf("Counts(%s) at the end = %d, want %d (the leases held)", be.Address, active, want[be.Address])
+		}
 	}
 }

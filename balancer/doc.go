@@ -1,17 +1,40 @@
-// Package balancer picks a backend for each new connection by least
-// connections.
+// Package balancer picks a backend for each new connection, by a policy
+// chosen per pool.
 //
 // A Balancer reads the pools and backends from the registry, builds an
-// immutable snapshot of the available ones (healthy, not draining) and
-// publishes it through an atomic pointer; Run rebuilds it whenever the
-// registry changes. Acquire makes one lock-free pass over a pool's snapshot
-// and returns a Lease on the backend with the fewest active connections per
-// unit of weight, ties broken at random. The connection is counted from the
-// moment it is picked, so upgrades still in flight count; Lease.Release
-// uncounts it, once.
+// immutable snapshot of the available ones (healthy, not draining) with each
+// pool's Policy, and publishes it through an atomic pointer; Run rebuilds it
+// whenever the registry changes. Acquire is lock-free and allocates nothing:
+// it hands the pool's Candidates (a view of the snapshot, minus the backends
+// this connection already tried) to the policy, counts a connection on the
+// backend chosen and returns a Lease. The connection counts from the moment
+// it is picked, so upgrades still in flight count; Lease.Release uncounts
+// it, once.
+//
+// Policies (config's pools[].policy, registry.Pool.Policy):
+//
+//   - LeastConnections ("least_connections", the default): the backend with
+//     the least load per unit of weight, in one pass; ties broken at random
+//     by reservoir sampling.
+//   - PowerOfTwo ("power_of_two"): two distinct backends drawn at random, the
+//     less loaded per unit of weight wins; two counters read whatever the
+//     pool's size.
+//
+// A Policy is one method, Select(Candidates, Rand) int, after Caddy's
+// Selector. Both policies compare one figure per backend, Candidates.Load,
+// per unit of weight, as load_a*weight_b against load_b*weight_a (no
+// division, no floats); their randomness comes only from the Rand they are
+// given, so tests script it. Today the load is the connections this process
+// holds to the backend. Backend-reported load (a health-check response's
+// X-Backend-Connections: N) slots in behind that figure without touching any
+// policy: with each probe the counter keeps base = N - active, and the load
+// becomes active + base, which is N plus the connections this process opened
+// to the backend since the probe minus those it closed.
 //
 // Counters belong to the backend's identity (pool and address), not to a
-// snapshot, so they survive rebuilds and config reloads.
+// snapshot, so they survive rebuilds and config reloads. A removed backend's
+// counter is dropped once its last connection has ended, and never while an
+// Acquire working from an older snapshot could still count on it.
 //
 // The package does no I/O: no net/http, no sockets.
 package balancer

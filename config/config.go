@@ -112,6 +112,10 @@ type Pool struct {
 	Backends []Backend
 	// HealthCheck is nil when the pool has no health_check block.
 	HealthCheck *HealthCheck
+	// Policy is how the balancer chooses among the backends:
+	// "least_connections" or "power_of_two". "" (the key left out) leaves
+	// it to the balancer's default, least_connections.
+	Policy string
 }
 
 // Backend is one backend server of a pool.

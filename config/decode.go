@@ -17,13 +17,17 @@ var (
 	acmeKeys        = []string{"domains", "email", "cache_dir", "directory_url", "directory_ca_file", "renew_before"}
 	certificateKeys = []string{"cert_file", "key_file"}
 	adminKeys       = []string{"listen", "pprof"}
-	poolKeys        = []string{"name", "backends", "health_check"}
+	poolKeys        = []string{"name", "backends", "health_check", "policy"}
 	backendKeys     = []string{"address", "weight"}
 	healthKeys      = []string{"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "expected_status"}
 	routeKeys       = []string{"host", "path_prefix", "pool", "allowed_origins"}
 	shutdownKeys    = []string{"drain_timeout"}
 	limitsKeys      = []string{"max_header_bytes", "header_timeout", "dial_timeout", "max_attempts", "max_connections"}
 	tunnelsKeys     = []string{"write_timeout"}
+
+	// policies are the values of pools[].policy, the balancer's policy
+	// names; the first is its default.
+	policies = []string{"least_connections", "power_of_two"}
 )
 
 const (
@@ -312,7 +316,24 @@ func (d *decoder) pool(n *yaml.Node, path string) (Pool, *yaml.Node) {
 	if v := f["health_check"]; v != nil {
 		p.HealthCheck = d.healthCheck(v, join(path, "health_check"))
 	}
+	if v := f["policy"]; v != nil {
+		p.Policy = d.policy(v, join(path, "policy"))
+	}
 	return p, nameNode
+}
+
+// policy decodes a pool's balancing policy.
+func (d *decoder) policy(n *yaml.Node, path string) string {
+	valid := policies[0] + " (the default), " + strings.Join(policies[1:], ", ")
+	s, sn, ok := d.str(n, path, "a balancing policy: "+valid)
+	if ok && !slices.Contains(policies, s) {
+		msg := fmt.Sprintf("unknown policy %q", s)
+		if sg := suggest(s, policies); sg != "" {
+			msg += fmt.Sprintf(" (did you mean %q?)", sg)
+		}
+		d.errorf(sn, path, "%s; valid policies: %s", msg, valid)
+	}
+	return s
 }
 
 func (d *decoder) backends(n *yaml.Node, path string) []Backend {

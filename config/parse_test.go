@@ -158,6 +158,7 @@ func TestParseGood(t *testing.T) {
 							{Address: "unix:/run/wsgate/chat.sock", Weight: 1},
 						},
 						HealthCheck: &HealthCheck{Path: "/ready", Interval: 5 * time.Second, Timeout: 5 * time.Second, HealthyThreshold: 1, UnhealthyThreshold: 4, ExpectedStatus: 204},
+						Policy:      "power_of_two",
 					},
 					{
 						Name:     "feed",

@@ -1,6 +1,11 @@
 package config
 
-import "testing"
+import (
+	"slices"
+	"testing"
+
+	"github.com/wsgate/wsgate/balancer"
+)
 
 func TestCheckAddresses(t *testing.T) {
 	tests := []struct {
@@ -88,5 +93,14 @@ func TestSuggest(t *testing.T) {
 				t.Errorf("suggest(%q) = %q, want %q", tc.in, got, tc.want)
 			}
 		})
+	}
+}
+
+// TestPolicies: pools[].policy accepts exactly the balancer's policy names,
+// its default (what "" means to it) first.
+func TestPolicies(t *testing.T) {
+	want := []string{balancer.PolicyLeastConnections, balancer.PolicyPowerOfTwo}
+	if !slices.Equal(policies, want) {
+		t.Errorf("policies = %q, want the balancer's %q", policies, want)
 	}
 }

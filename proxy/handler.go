@@ -65,6 +65,15 @@ type Route struct {
 	AllowedOrigins []string
 }
 
+// Picker chooses the backend of a pool each new connection goes to.
+// *balancer.Balancer is the one wsgate uses. Implementations must be safe
+// for concurrent use and fast: Acquire runs for every upgrade and request.
+type Picker interface {
+	// Acquire fills in l with a backend of pool whose address is not in
+	// tried, counted until l.Release, or returns balancer.ErrNoBackend.
+	Acquire(pool string, tried []string, l *balancer.Lease) error
+}
+
 // FailureReporter learns of backends that failed a connection attempt
 // (refused, timed out, reset), so that passive failures can mark them down
 // at once. Implementations must be safe for concurrent use and fast.
@@ -78,7 +87,7 @@ type Options struct {
 	// routes) and then by the longest path prefix.
 	Routes []Route
 	// Balancer picks backends. Required.
-	Balancer *balancer.Balancer
+	Balancer Picker
 	// Failures, if not nil, is told of every failed attempt to reach a
 	// backend.
 	Failures FailureReporter
@@ -115,7 +124,7 @@ type Options struct {
 
 // Handler is the proxy's http.Handler. It is safe for concurrent use.
 type Handler struct {
-	bal            *balancer.Balancer
+	bal            Picker
 	failures       FailureReporter
 	dialTimeout    time.Duration
 	maxAttempts    int

@@ -48,6 +48,10 @@ type Pool struct {
 	Name string
 	// Check is the pool's active health check; nil when it has none.
 	Check *HealthCheck
+	// Policy names how the balancer chooses among the pool's backends
+	// (config's pools[].policy). The registry stores it without reading
+	// it; "" means the balancer's default.
+	Policy string
 }
 
 // HealthCheck is how a pool's backends are probed. Values are compared
@@ -104,6 +108,8 @@ type PoolSpec struct {
 	Backends []BackendSpec
 	// Check is nil for a pool without active health checks.
 	Check *HealthCheck
+	// Policy is the pool's balancing policy; see Pool.Policy.
+	Policy string
 }
 
 // BackendSpec is a backend as configuration describes it.

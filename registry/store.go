@@ -26,10 +26,11 @@ func New() (*Store, error) {
 }
 
 // Apply replaces the configured pools and backends in one transaction, as a
-// reload does. A backend that stays (same pool and address) keeps its health
-// and draining state; its weight is updated. New backends start with
-// HealthUnknown. Backends and pools that are gone are deleted. Apply returns
-// the new config generation, which starts at 1.
+// reload does. A pool that stays gets its new check and policy. A backend
+// that stays (same pool and address) keeps its health and draining state;
+// its weight is updated. New backends start with HealthUnknown. Backends
+// and pools that are gone are deleted. Apply returns the new config
+// generation, which starts at 1.
 func (s *Store) Apply(pools []PoolSpec) (uint64, error) {
 	txn := s.db.Txn(true)
 	defer txn.Abort()
@@ -79,8 +80,8 @@ func (s *Store) Apply(pools []PoolSpec) (uint64, error) {
 		if err != nil {
 			return 0, fmt.Errorf("registry: look up pool %s: %w", p.Name, err)
 		}
-		if existing == nil || !sameCheck(existing.(*Pool).Check, p.Check) {
-			rec := &Pool{Name: p.Name}
+		if existing == nil || !samePool(existing.(*Pool), p) {
+			rec := &Pool{Name: p.Name, Policy: p.Policy}
 			if p.Check != nil {
 				c := *p.Check
 				rec.Check = &c
@@ -121,7 +122,13 @@ func (s *Store) Apply(pools []PoolSpec) (uint64, error) {
 	return gen, nil
 }
 
-func sameCheck(a, b *HealthCheck) bool {
+// samePool reports whether the stored pool already says what spec does, so
+// that an unchanged pool is not written (and its watchers not woken).
+func samePool(stored *Pool, spec PoolSpec) bool {
+	if stored.Policy != spec.Policy {
+		return false
+	}
+	a, b := stored.Check, spec.Check
 	if a == nil || b == nil {
 		return a == b
 	}

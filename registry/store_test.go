@@ -168,30 +168,43 @@ func TestState(t *testing.T) {
 	}
 }
 
-func TestApplyHealthCheck(t *testing.T) {
+// TestApplyPool: a reload writes a pool whose check or policy changed, and
+// leaves an unchanged one alone (its watchers stay asleep).
+func TestApplyPool(t *testing.T) {
 	check := &HealthCheck{Path: "/healthz", Interval: time.Second, Timeout: time.Second / 2, HealthyThreshold: 2, UnhealthyThreshold: 2}
-	s := newStore(t, PoolSpec{Name: "a", Backends: []BackendSpec{{Address: "127.0.0.1:1"}}, Check: check})
-	pools, changed := s.Pools()
-	if len(pools) != 1 || pools[0].Check == nil || *pools[0].Check != *check {
-		t.Fatalf("Pools() = %+v, want pool a with %+v", pools, check)
+	ready := *check
+	ready.Path = "/ready"
+	backends := []BackendSpec{{Address: "127.0.0.1:1"}}
+	s := newStore(t, PoolSpec{Name: "a", Backends: backends, Check: check})
+	steps := []struct {
+		desc  string
+		spec  PoolSpec
+		fires bool
+	}{
+		{"same check again", PoolSpec{Name: "a", Backends: backends, Check: check}, false},
+		{"other check", PoolSpec{Name: "a", Backends: backends, Check: &ready}, true},
+		{"policy set", PoolSpec{Name: "a", Backends: backends, Check: &ready, Policy: "power_of_two"}, true},
+		{"same policy again", PoolSpec{Name: "a", Backends: backends, Check: &ready, Policy: "power_of_two"}, false},
+		{"policy left out", PoolSpec{Name: "a", Backends: backends, Check: &ready}, true},
+		{"check removed", PoolSpec{Name: "a", Backends: backends}, true},
 	}
-	// The same check again is no change to the pool.
-	if _, err := s.Apply([]PoolSpec{{Name: "a", Backends: []BackendSpec{{Address: "127.0.0.1:1"}}, Check: check}}); err != nil {
-		t.Fatal(err)
-	}
-	if watchFired(changed) {
-		t.Error("Pools() watch fired for an unchanged pool")
-	}
-	other := *check
-	other.Path = "/ready"
-	if _, err := s.Apply([]PoolSpec{{Name: "a", Backends: []BackendSpec{{Address: "127.0.0.1:1"}}, Check: &other}}); err != nil {
-		t.Fatal(err)
-	}
-	if !watchFired(changed) {
-		t.Error("Pools() watch did not fire for a changed check")
-	}
-	if pools, _ := s.Pools(); pools[0].Check.Path != "/ready" {
-		t.Errorf("check path after reload = %q, want /ready", pools[0].Check.Path)
+	for _, st := range steps {
+		_, changed := s.Pools()
+		if _, err := s.Apply([]PoolSpec{st.spec}); err != nil {
+			t.Fatalf("%s: Apply() error = %v", st.desc, err)
+		}
+		if got := watchFired(changed); got != st.fires {
+			t.Errorf("%s: Pools() watch fired = %v, want %v", st.desc, got, st.fires)
+		}
+		pools, _ := s.Pools()
+		if len(pools) != 1 {
+			t.Fatalf("%s: Pools() = %+v, want pool a only", st.desc, pools)
+		}
+		got := pools[0]
+		sameCheck := got.Check == st.spec.Check || got.Check != nil && st.spec.Check != nil && *got.Check == *st.spec.Check
+		if got.Policy != st.spec.Policy || !sameCheck {
+			t.Errorf("%s: Pools()[0] = %+v (check %+v), want policy %q, check %+v", st.desc, got, got.Check, st.spec.Policy, st.spec.Check)
+		}
 	}
 }
 

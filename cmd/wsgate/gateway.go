@@ -111,6 +111,7 @@ func poolSpecs(cfg *config.Config) []registry.PoolSpec {
 	specs := make([]registry.PoolSpec, len(cfg.Pools))
 	for i, p := range cfg.Pools {
 		specs[i].Name = p.Name
+		specs[i].Policy = p.Policy
 		if hc := p.HealthCheck; hc != nil {
 			specs[i].Check = &registry.HealthCheck{
 				Path:               hc.Path,
@@ -136,7 +137,10 @@ func routes(cfg *config.Config) []proxy.Route {
 	return rs
 }
 
-var _ proxy.FailureReporter = (*healthcheck.Checker)(nil)
+var (
+	_ proxy.Picker          = (*balancer.Balancer)(nil)
+	_ proxy.FailureReporter = (*healthcheck.Checker)(nil)
+)
 
 // proxyURL and adminURL are the listeners' real addresses (a :0 port
 // resolved).
