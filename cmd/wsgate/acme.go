@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,18 +40,6 @@ func tlsOptions(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) w
 		}
 	}
 	return opts
-}
-
-// listenHTTP opens tls.http_listen, or returns nil when it is not set.
-func listenHTTP(cfg *config.Config) (net.Listener, error) {
-	if cfg.TLS.HTTPListen == "" {
-		return nil, nil
-	}
-	ln, err := net.Listen("tcp", cfg.TLS.HTTPListen)
-	if err != nil {
-		return nil, fmt.Errorf("listen (HTTP): %w", err)
-	}
-	return ln, nil
 }
 
 // httpServer is the server of the plain-HTTP listener: ACME HTTP-01

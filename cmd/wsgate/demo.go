@@ -91,7 +91,13 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			MaxAttempts:    config.DefaultMaxAttempts,
 		},
 	}
-	g, err := newGateway(cfg, []tls.Certificate{pair}, log)
+	lns, err := openListeners(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "wsgate demo:", err)
+		return 1
+	}
+	defer lns.Close()
+	g, err := newGateway(cfg, lns, []tls.Certificate{pair}, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsgate demo:", err)
 		return 1

@@ -19,13 +19,15 @@ import (
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/healthcheck"
+	"github.com/wsgate/wsgate/listener"
 	"github.com/wsgate/wsgate/proxy"
 	"github.com/wsgate/wsgate/registry"
 	wstls "github.com/wsgate/wsgate/tls"
 )
 
 // gateway is one running wsgate: the registry, balancer, TLS provider,
-// proxy and admin handlers assembled from a config, and their listeners.
+// proxy and admin handlers assembled from a config, serving on listeners
+// opened by its caller (see openListeners).
 type gateway struct {
 	cfg   *config.Config
 	log   *slog.Logger
@@ -40,11 +42,14 @@ type gateway struct {
 	httpLn           net.Listener // nil without tls.http_listen
 }
 
-// newGateway assembles a gateway from cfg and opens its listeners. extra
-// certificates (the demo's in-memory one) are served after cfg's files.
-// It starts no goroutine.
-func newGateway(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) (*gateway, error) {
-	g := &gateway{cfg: cfg, log: log}
+// newGateway assembles a gateway from cfg that serves on lns, the
+// listeners of listenSpecs(cfg). extra certificates (the demo's in-memory
+// one) are served after cfg's files. It starts no goroutine.
+func newGateway(cfg *config.Config, lns *listener.Set, extra []tls.Certificate, log *slog.Logger) (*gateway, error) {
+	g := &gateway{cfg: cfg, log: log, proxyLn: lns.Get(listener.TLS), adminLn: lns.Get(listener.Admin), httpLn: lns.Get(listener.HTTP)}
+	if g.proxyLn == nil || g.adminLn == nil || (g.httpLn == nil) != (cfg.TLS.HTTPListen == "") {
+		return nil, errors.New("the listeners are not those of the configuration")
+	}
 	var err error
 	if g.store, err = registry.New(); err != nil {
 		return nil, err
@@ -72,18 +77,10 @@ func newGateway(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) (
 		Logger:         log,
 	})
 	g.admin = admin.New(admin.Options{Store: g.store, Balancer: g.bal, Pprof: cfg.Admin.Pprof, Logger: log})
-
-	if g.proxyLn, err = proxy.Listen(context.Background(), "tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listen (TLS): %w", err)
-	}
-	if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
-		g.proxyLn.Close()
-		return nil, fmt.Errorf("listen (admin): %w", err)
-	}
-	if g.httpLn, err = listenHTTP(cfg); err != nil {
-		g.proxyLn.Close()
-		g.adminLn.Close()
-		return nil, err
+	for _, l := range lns.All() {
+		if l.From != "" {
+			log.Info("listener inherited", slog.String("listener", l.Name), slog.String("addr", l.Addr().String()), slog.String("from", l.From))
+		}
 	}
 	log.Info("config loaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
 		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)))
@@ -97,6 +94,31 @@ func offIfZero(d time.Duration) time.Duration {
 		return -1
 	}
 	return d
+}
+
+// listenSpecs are the listeners cfg asks for. reuse_port applies to the
+// ones clients connect to, not to the admin listener, which each process
+// has to itself.
+func listenSpecs(cfg *config.Config) []listener.Spec {
+	specs := []listener.Spec{
+		{Name: listener.TLS, Address: cfg.Listen},
+		{Name: listener.Admin, Address: cfg.Admin.Listen},
+	}
+	if cfg.TLS.HTTPListen != "" {
+		specs = append(specs, listener.Spec{Name: listener.HTTP, Address: cfg.TLS.HTTPListen})
+	}
+	return specs
+}
+
+// openListeners opens cfg's listeners, adopting those this process
+// inherited: from systemd socket activation, or handed over by the wsgate
+// process that started it.
+func openListeners(ctx context.Context, cfg *config.Config) (*listener.Set, error) {
+	in, err := listener.Inherit()
+	if err != nil {
+		return nil, err
+	}
+	return listener.Open(ctx, listenSpecs(cfg), in)
 }
 
 func certFiles(cfg *config.Config) []wstls.CertFile {

@@ -35,7 +35,13 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printErrors(stderr, err)
 		return 1
 	}
-	g, err := newGateway(cfg, nil, log)
+	lns, err := openListeners(ctx, cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, "wsgate run:", err)
+		return 1
+	}
+	defer lns.Close()
+	g, err := newGateway(cfg, lns, nil, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsgate run:", err)
 		return 1
