@@ -8,6 +8,11 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wsgate/wsgate/healthcheck"
+	"github.com/wsgate/wsgate/proxy"
+	"github.com/wsgate/wsgate/registry"
+	wstls "github.com/wsgate/wsgate/tls"
 )
 
 // The keys each mapping accepts, in the order messages list them.
@@ -40,13 +45,13 @@ func (d *decoder) root(n *yaml.Node) *Config {
 	c := &Config{
 		Path:     d.file,
 		Admin:    Admin{Listen: DefaultAdminListen},
-		Shutdown: Shutdown{DrainTimeout: DefaultDrainTimeout},
-		Tunnels:  Tunnels{WriteTimeout: DefaultWriteTimeout},
+		Shutdown: Shutdown{DrainTimeout: proxy.DefaultDrainTimeout},
+		Tunnels:  Tunnels{WriteTimeout: proxy.DefaultWriteTimeout},
 		Limits: Limits{
-			MaxHeaderBytes: DefaultMaxHeaderBytes,
-			HeaderTimeout:  DefaultHeaderTimeout,
-			DialTimeout:    DefaultDialTimeout,
-			MaxAttempts:    DefaultMaxAttempts,
+			MaxHeaderBytes: proxy.DefaultMaxHeaderBytes,
+			HeaderTimeout:  proxy.DefaultHeaderTimeout,
+			DialTimeout:    proxy.DefaultDialTimeout,
+			MaxAttempts:    proxy.DefaultMaxAttempts,
 		},
 	}
 	if v := f["listen"]; v != nil {
@@ -69,7 +74,7 @@ func (d *decoder) root(n *yaml.Node) *Config {
 			}
 		}
 	}
-	pools, poolsOK := []Pool(nil), false
+	pools, poolsOK := []registry.PoolSpec(nil), false
 	if v := f["pools"]; v != nil {
 		pools, poolsOK = d.pools(v, "pools")
 		c.Pools = pools
@@ -140,13 +145,13 @@ func (d *decoder) tls(n *yaml.Node, path, listen string) TLS {
 	return t
 }
 
-func (d *decoder) acme(n *yaml.Node, path string) *ACME {
+func (d *decoder) acme(n *yaml.Node, path string) *wstls.ACMEOptions {
 	f, ok := d.fields(n, path, "the acme section", acmeKeys)
 	if !ok {
 		return nil
 	}
 	n = d.resolve(n)
-	a := &ACME{DirectoryURL: DefaultACMEDirectory}
+	a := &wstls.ACMEOptions{DirectoryURL: wstls.LetsEncryptURL}
 	if v := f["domains"]; v != nil {
 		a.Domains = d.acmeDomains(v, join(path, "domains"))
 	} else {
@@ -172,7 +177,7 @@ func (d *decoder) acme(n *yaml.Node, path string) *ACME {
 	}
 	if v := f["directory_url"]; v != nil {
 		a.DirectoryURL, _ = d.checkedStr(v, join(path, "directory_url"), "the https URL of an ACME directory",
-			"directory_url", checkDirectoryURL, "; use the https URL of an ACME directory, such as "+DefaultACMEDirectory+" (the default) or https://acme-staging-v02.api.letsencrypt.org/directory")
+			"directory_url", checkDirectoryURL, "; use the https URL of an ACME directory, such as "+wstls.LetsEncryptURL+" (the default) or https://acme-staging-v02.api.letsencrypt.org/directory")
 	}
 	if v := f["directory_ca_file"]; v != nil {
 		s, sn, ok := d.str(v, join(path, "directory_ca_file"), "the path of a PEM file of CA certificates")
@@ -222,8 +227,8 @@ func (d *decoder) acmeDomains(n *yaml.Node, path string) []string {
 	return out
 }
 
-func (d *decoder) certificate(n *yaml.Node, path string) Certificate {
-	var c Certificate
+func (d *decoder) certificate(n *yaml.Node, path string) wstls.CertFile {
+	var c wstls.CertFile
 	f, ok := d.fields(n, path, "a certificate", certificateKeys)
 	if !ok {
 		return c
@@ -257,7 +262,7 @@ func (d *decoder) filePath(v, parent *yaml.Node, path, what string) (*yaml.Node,
 	return n, ok
 }
 
-func (d *decoder) pools(n *yaml.Node, path string) ([]Pool, bool) {
+func (d *decoder) pools(n *yaml.Node, path string) ([]registry.PoolSpec, bool) {
 	items, ok := d.list(n, path, "a list of pools, each with a name and backends")
 	if !ok {
 		return nil, false
@@ -265,7 +270,7 @@ func (d *decoder) pools(n *yaml.Node, path string) ([]Pool, bool) {
 	if len(items) == 0 {
 		d.errorf(d.resolve(n), path, "the list is empty; add at least one pool with a name and backends")
 	}
-	pools := make([]Pool, 0, len(items))
+	pools := make([]registry.PoolSpec, 0, len(items))
 	names := make(map[string]*yaml.Node)
 	for i, item := range items {
 		p, nameNode := d.pool(item, index(path, i))
@@ -283,8 +288,8 @@ func (d *decoder) pools(n *yaml.Node, path string) ([]Pool, bool) {
 
 // pool decodes one pool and returns the node of its name, nil when the
 // name is missing or invalid.
-func (d *decoder) pool(n *yaml.Node, path string) (Pool, *yaml.Node) {
-	var p Pool
+func (d *decoder) pool(n *yaml.Node, path string) (registry.PoolSpec, *yaml.Node) {
+	var p registry.PoolSpec
 	f, ok := d.fields(n, path, "a pool", poolKeys)
 	if !ok {
 		return p, nil
@@ -310,12 +315,12 @@ func (d *decoder) pool(n *yaml.Node, path string) (Pool, *yaml.Node) {
 		d.missing(n, join(path, "backends"), `list at least one backend, such as backends: [{address: "127.0.0.1:9001"}]`)
 	}
 	if v := f["health_check"]; v != nil {
-		p.HealthCheck = d.healthCheck(v, join(path, "health_check"))
+		p.Check = d.healthCheck(v, join(path, "health_check"))
 	}
 	return p, nameNode
 }
 
-func (d *decoder) backends(n *yaml.Node, path string) []Backend {
+func (d *decoder) backends(n *yaml.Node, path string) []registry.BackendSpec {
 	items, ok := d.list(n, path, "a list of backends, each with an address")
 	if !ok {
 		return nil
@@ -323,7 +328,7 @@ func (d *decoder) backends(n *yaml.Node, path string) []Backend {
 	if len(items) == 0 {
 		d.errorf(d.resolve(n), path, "the list is empty; list at least one backend, such as [{address: \"127.0.0.1:9001\"}]")
 	}
-	var out []Backend
+	var out []registry.BackendSpec
 	seen := make(map[string]*yaml.Node)
 	for i, item := range items {
 		ipath := index(path, i)
@@ -331,7 +336,7 @@ func (d *decoder) backends(n *yaml.Node, path string) []Backend {
 		if !ok {
 			continue
 		}
-		be := Backend{Weight: DefaultWeight}
+		be := registry.BackendSpec{Weight: registry.DefaultWeight}
 		if v := f["address"]; v != nil {
 			addr, an, ok := d.str(v, join(ipath, "address"), `a backend address such as "127.0.0.1:9001" or unix:/path/to.sock`)
 			if ok {
@@ -355,18 +360,12 @@ func (d *decoder) backends(n *yaml.Node, path string) []Backend {
 	return out
 }
 
-func (d *decoder) healthCheck(n *yaml.Node, path string) *HealthCheck {
+func (d *decoder) healthCheck(n *yaml.Node, path string) *registry.HealthCheck {
 	f, ok := d.fields(n, path, "a health check", healthKeys)
 	if !ok {
 		return nil
 	}
-	hc := &HealthCheck{
-		Path:               DefaultHealthPath,
-		Interval:           DefaultHealthInterval,
-		Timeout:            DefaultHealthTimeout,
-		HealthyThreshold:   DefaultHealthyThreshold,
-		UnhealthyThreshold: DefaultUnhealthyThreshold,
-	}
+	hc := new(healthcheck.DefaultCheck())
 	if v := f["path"]; v != nil {
 		s, sn, ok := d.str(v, join(path, "path"), "an HTTP path such as /healthz")
 		if ok && !strings.HasPrefix(s, "/") {
@@ -411,7 +410,7 @@ func defaultNote(n *yaml.Node) string {
 	return ""
 }
 
-func (d *decoder) routes(n *yaml.Node, path string, pools []Pool, poolsOK bool) []Route {
+func (d *decoder) routes(n *yaml.Node, path string, pools []registry.PoolSpec, poolsOK bool) []proxy.Route {
 	items, ok := d.list(n, path, "a list of routes, each naming a pool")
 	if !ok {
 		return nil
@@ -427,7 +426,7 @@ func (d *decoder) routes(n *yaml.Node, path string, pools []Pool, poolsOK bool) 
 	}
 	type routeKey struct{ host, prefix string }
 	seen := make(map[routeKey]*yaml.Node)
-	var out []Route
+	var out []proxy.Route
 	for i, item := range items {
 		ipath := index(path, i)
 		f, ok := d.fields(item, ipath, "a route", routeKeys)
@@ -435,7 +434,7 @@ func (d *decoder) routes(n *yaml.Node, path string, pools []Pool, poolsOK bool) 
 			continue
 		}
 		item = d.resolve(item)
-		r := Route{PathPrefix: DefaultPathPrefix}
+		r := proxy.Route{PathPrefix: proxy.DefaultPathPrefix}
 		valid := true
 		if v := f["host"]; v != nil {
 			s, ok := d.checkedStr(v, join(ipath, "host"), `a host name such as ws.example.com, or "" for any host`,

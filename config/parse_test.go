@@ -9,6 +9,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/proxy"
+	"github.com/wsgate/wsgate/registry"
+	wstls "github.com/wsgate/wsgate/tls"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/bad/*.golden from the errors Parse returns")
@@ -101,31 +105,43 @@ func TestParseBadErrorCount(t *testing.T) {
 	}
 }
 
+// defaultConfig is what Parse makes of keys a file leaves out: the
+// defaults of the packages that own them, written out here so that a
+// change to one of them shows.
 func defaultConfig(path string) Config {
 	return Config{
 		Path:     path,
-		Admin:    Admin{Listen: DefaultAdminListen},
-		Shutdown: Shutdown{DrainTimeout: DefaultDrainTimeout},
-		Tunnels:  Tunnels{WriteTimeout: DefaultWriteTimeout},
+		Admin:    Admin{Listen: "127.0.0.1:9090"},
+		Shutdown: Shutdown{DrainTimeout: 10 * time.Second},
+		Tunnels:  Tunnels{WriteTimeout: 30 * time.Second},
 		Limits: Limits{
-			MaxHeaderBytes: DefaultMaxHeaderBytes,
-			HeaderTimeout:  DefaultHeaderTimeout,
-			DialTimeout:    DefaultDialTimeout,
-			MaxAttempts:    DefaultMaxAttempts,
+			MaxHeaderBytes: 16 << 10,
+			HeaderTimeout:  10 * time.Second,
+			DialTimeout:    5 * time.Second,
+			MaxAttempts:    3,
 		},
 	}
 }
 
-var testCert = Certificate{CertFile: "testdata/certs/cert.pem", KeyFile: "testdata/certs/key.pem"}
+var testCert = wstls.CertFile{CertFile: "testdata/certs/cert.pem", KeyFile: "testdata/certs/key.pem"}
 
-func defaultHealthCheck() *HealthCheck {
-	return &HealthCheck{
-		Path:               DefaultHealthPath,
-		Interval:           DefaultHealthInterval,
-		Timeout:            DefaultHealthTimeout,
-		HealthyThreshold:   DefaultHealthyThreshold,
-		UnhealthyThreshold: DefaultUnhealthyThreshold,
+func defaultHealthCheck() *registry.HealthCheck {
+	return &registry.HealthCheck{
+		Path:               "/healthz",
+		Interval:           time.Second,
+		Timeout:            500 * time.Millisecond,
+		HealthyThreshold:   2,
+		UnhealthyThreshold: 2,
 	}
+}
+
+// backends are backends of weight 1 at addrs.
+func backends(addrs ...string) []registry.BackendSpec {
+	bs := make([]registry.BackendSpec, len(addrs))
+	for i, a := range addrs {
+		bs[i] = registry.BackendSpec{Address: a, Weight: 1}
+	}
+	return bs
 }
 
 func TestParseGood(t *testing.T) {
@@ -137,40 +153,40 @@ func TestParseGood(t *testing.T) {
 			name: "minimal",
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:0"
-				c.TLS.Certificates = []Certificate{testCert}
-				c.Pools = []Pool{{Name: "app", Backends: []Backend{{Address: "127.0.0.1:9001", Weight: DefaultWeight}}}}
-				c.Routes = []Route{{PathPrefix: DefaultPathPrefix, Pool: "app"}}
+				c.TLS.Certificates = []wstls.CertFile{testCert}
+				c.Pools = []registry.PoolSpec{{Name: "app", Backends: backends("127.0.0.1:9001")}}
+				c.Routes = []proxy.Route{{PathPrefix: "/", Pool: "app"}}
 			},
 		},
 		{
 			name: "full",
 			want: func(c *Config) {
 				c.Listen = ":8443"
-				c.TLS.Certificates = []Certificate{testCert, testCert}
+				c.TLS.Certificates = []wstls.CertFile{testCert, testCert}
 				c.Admin.Listen = "[::1]:9999"
 				c.Admin.Pprof = true
-				c.Pools = []Pool{
+				c.Pools = []registry.PoolSpec{
 					{
 						Name: "chat",
-						Backends: []Backend{
+						Backends: []registry.BackendSpec{
 							{Address: "10.0.0.1:9001", Weight: 3},
 							{Address: "backend-2.internal:9001", Weight: 1},
 							{Address: "unix:/run/wsgate/chat.sock", Weight: 1},
 						},
-						HealthCheck: &HealthCheck{Path: "/ready", Interval: 5 * time.Second, Timeout: 5 * time.Second, HealthyThreshold: 1, UnhealthyThreshold: 4, ExpectedStatus: 204},
+						Check: &registry.HealthCheck{Path: "/ready", Interval: 5 * time.Second, Timeout: 5 * time.Second, HealthyThreshold: 1, UnhealthyThreshold: 4, ExpectedStatus: 204},
 					},
 					{
 						Name:     "feed",
-						Backends: []Backend{{Address: "127.0.0.1:9101", Weight: 1}},
-						HealthCheck: func() *HealthCheck {
+						Backends: backends("127.0.0.1:9101"),
+						Check: func() *registry.HealthCheck {
 							hc := defaultHealthCheck()
 							hc.Interval = 2 * time.Second
 							return hc
 						}(),
 					},
-					{Name: "42", Backends: []Backend{{Address: "127.0.0.1:9201", Weight: 16}}},
+					{Name: "42", Backends: []registry.BackendSpec{{Address: "127.0.0.1:9201", Weight: 16}}},
 				}
-				c.Routes = []Route{
+				c.Routes = []proxy.Route{
 					{Host: "WS.example.com", PathPrefix: "/chat", Pool: "chat", AllowedOrigins: []string{"https://app.example.com", "http://localhost:3000"}},
 					{Host: "127.0.0.1", PathPrefix: "/", Pool: "feed", AllowedOrigins: []string{}},
 					{Host: "", PathPrefix: "/", Pool: "42"},
@@ -184,17 +200,17 @@ func TestParseGood(t *testing.T) {
 			name: "anchors",
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:8443"
-				c.TLS.Certificates = []Certificate{testCert, testCert}
-				backends := []Backend{{Address: "127.0.0.1:9001", Weight: 1}, {Address: "127.0.0.1:9002", Weight: 1}}
+				c.TLS.Certificates = []wstls.CertFile{testCert, testCert}
+				bs := backends("127.0.0.1:9001", "127.0.0.1:9002")
 				a := defaultHealthCheck()
 				a.Path, a.Interval = "/live", 3*time.Second
 				b := defaultHealthCheck()
 				b.Path, b.Interval, b.UnhealthyThreshold = "/live", 4*time.Second, 5
-				c.Pools = []Pool{
-					{Name: "a", Backends: backends, HealthCheck: a},
-					{Name: "b", Backends: backends, HealthCheck: b},
+				c.Pools = []registry.PoolSpec{
+					{Name: "a", Backends: bs, Check: a},
+					{Name: "b", Backends: bs, Check: b},
 				}
-				c.Routes = []Route{{PathPrefix: "/a", Pool: "a"}, {PathPrefix: "/b", Pool: "b"}}
+				c.Routes = []proxy.Route{{PathPrefix: "/a", Pool: "a"}, {PathPrefix: "/b", Pool: "b"}}
 			},
 		},
 		{
@@ -202,8 +218,8 @@ func TestParseGood(t *testing.T) {
 			want: func(c *Config) {
 				c.Listen = ":443"
 				c.TLS = TLS{
-					Certificates: []Certificate{testCert},
-					ACME: &ACME{
+					Certificates: []wstls.CertFile{testCert},
+					ACME: &wstls.ACMEOptions{
 						Domains:         []string{"ws.example.com", "Chat.Example.com."},
 						Email:           "ops@example.com",
 						CacheDir:        "testdata/good/acme-cache",
@@ -213,26 +229,26 @@ func TestParseGood(t *testing.T) {
 					},
 					HTTPListen: ":80",
 				}
-				c.Pools = []Pool{{Name: "app", Backends: []Backend{{Address: "127.0.0.1:9001", Weight: 1}}}}
-				c.Routes = []Route{{PathPrefix: "/", Pool: "app"}}
+				c.Pools = []registry.PoolSpec{{Name: "app", Backends: backends("127.0.0.1:9001")}}
+				c.Routes = []proxy.Route{{PathPrefix: "/", Pool: "app"}}
 			},
 		},
 		{
 			name: "acme_only",
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:0"
-				c.TLS.ACME = &ACME{Domains: []string{"ws.example.com"}, CacheDir: "/var/lib/wsgate/acme", DirectoryURL: DefaultACMEDirectory}
-				c.Pools = []Pool{{Name: "app", Backends: []Backend{{Address: "127.0.0.1:9001", Weight: 1}}}}
-				c.Routes = []Route{{PathPrefix: "/", Pool: "app"}}
+				c.TLS.ACME = &wstls.ACMEOptions{Domains: []string{"ws.example.com"}, CacheDir: "/var/lib/wsgate/acme", DirectoryURL: "https://acme-v02.api.letsencrypt.org/directory"}
+				c.Pools = []registry.PoolSpec{{Name: "app", Backends: backends("127.0.0.1:9001")}}
+				c.Routes = []proxy.Route{{PathPrefix: "/", Pool: "app"}}
 			},
 		},
 		{
 			name: "flow",
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:8443"
-				c.TLS.Certificates = []Certificate{testCert}
-				c.Pools = []Pool{{Name: "app", Backends: []Backend{{Address: "localhost:9001", Weight: 1}}}}
-				c.Routes = []Route{{Host: "ws.example.com.", PathPrefix: "/", Pool: "app"}}
+				c.TLS.Certificates = []wstls.CertFile{testCert}
+				c.Pools = []registry.PoolSpec{{Name: "app", Backends: backends("localhost:9001")}}
+				c.Routes = []proxy.Route{{Host: "ws.example.com.", PathPrefix: "/", Pool: "app"}}
 			},
 		},
 	}
@@ -282,7 +298,7 @@ routes: [{pool: app}]
 	if err != nil {
 		t.Fatalf("Parse() error:\n%v", err)
 	}
-	want := []Certificate{{CertFile: filepath.Join(abs, "cert.pem"), KeyFile: filepath.Join(abs, "key.pem")}}
+	want := []wstls.CertFile{{CertFile: filepath.Join(abs, "cert.pem"), KeyFile: filepath.Join(abs, "key.pem")}}
 	if !reflect.DeepEqual(c.TLS.Certificates, want) {
 		t.Errorf("Parse() certificates = %+v, want %+v", c.TLS.Certificates, want)
 	}

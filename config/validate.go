@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	wstls "github.com/wsgate/wsgate/tls"
 )
 
 // Checks of single values. Each returns what is wrong with its argument,
@@ -247,7 +249,7 @@ const maxPEMSize = 1 << 20
 
 // checkKeyPair checks that c's files can be read and hold a certificate
 // and its private key, reporting at the node of the file concerned.
-func (d *decoder) checkKeyPair(c Certificate, certNode, keyNode *yaml.Node, path string) {
+func (d *decoder) checkKeyPair(c wstls.CertFile, certNode, keyNode *yaml.Node, path string) {
 	certPEM, err := readPEM(c.CertFile)
 	if err != nil {
 		d.errorf(certNode, join(path, "cert_file"), "cannot read certificate file %q: %v; set cert_file to a readable PEM file", c.CertFile, err)

@@ -25,19 +25,9 @@ const (
 // tlsOptions are the TLS provider's options for cfg. extra certificates
 // (the demo's in-memory one) are served after cfg's files.
 func tlsOptions(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) wstls.Options {
-	opts := wstls.Options{Files: certFiles(cfg), Certs: extra, Logger: log}
+	opts := wstls.Options{Files: cfg.TLS.Certificates, Certs: extra, ACME: cfg.TLS.ACME, Logger: log}
 	if _, port, err := net.SplitHostPort(cfg.Listen); err == nil {
 		opts.HTTPSPort, _ = strconv.Atoi(port)
-	}
-	if a := cfg.TLS.ACME; a != nil {
-		opts.ACME = &wstls.ACMEOptions{
-			Domains:         a.Domains,
-			Email:           a.Email,
-			CacheDir:        a.CacheDir,
-			DirectoryURL:    a.DirectoryURL,
-			DirectoryCAFile: a.DirectoryCAFile,
-			RenewBefore:     a.RenewBefore,
-		}
 	}
 	return opts
 }

@@ -13,6 +13,9 @@ import (
 
 	"github.com/wsgate/wsgate/backend"
 	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/healthcheck"
+	"github.com/wsgate/wsgate/proxy"
+	"github.com/wsgate/wsgate/registry"
 	wstls "github.com/wsgate/wsgate/tls"
 )
 
@@ -49,11 +52,8 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	backendCtx, stopBackends := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { stopBackends(); wg.Wait() }()
-	check := &config.HealthCheck{
-		Path: config.DefaultHealthPath, Interval: config.DefaultHealthInterval, Timeout: config.DefaultHealthTimeout,
-		HealthyThreshold: config.DefaultHealthyThreshold, UnhealthyThreshold: config.DefaultUnhealthyThreshold,
-	}
-	pool := config.Pool{Name: "echo", HealthCheck: check}
+	check := new(healthcheck.DefaultCheck())
+	pool := registry.PoolSpec{Name: "echo", Check: check}
 	for i := 1; i <= 3; i++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -63,7 +63,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		id := fmt.Sprintf("backend-%d", i)
 		srv := backend.New(backend.Options{ID: id, Logger: log})
 		wg.Go(func() { _ = srv.Serve(backendCtx, ln) })
-		pool.Backends = append(pool.Backends, config.Backend{Address: ln.Addr().String(), Weight: config.DefaultWeight})
+		pool.Backends = append(pool.Backends, registry.BackendSpec{Address: ln.Addr().String(), Weight: registry.DefaultWeight})
 	}
 
 	cfg := &config.Config{
@@ -72,12 +72,12 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		Admin:  config.Admin{Listen: *adminListen},
 		// A chat room lives in one backend process, so the chat route goes
 		// to a pool of one; echo is balanced over all three.
-		Pools: []config.Pool{pool, {
-			Name:        "chat",
-			Backends:    pool.Backends[:1],
-			HealthCheck: check,
+		Pools: []registry.PoolSpec{pool, {
+			Name:     "chat",
+			Backends: pool.Backends[:1],
+			Check:    check,
 		}},
-		Routes: []config.Route{
+		Routes: []proxy.Route{
 			{PathPrefix: "/ws/chat", Pool: "chat"},
 			{PathPrefix: "/", Pool: "echo"},
 		},
@@ -85,10 +85,10 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			DrainTimeout: 3 * time.Second,
 		},
 		Limits: config.Limits{
-			MaxHeaderBytes: config.DefaultMaxHeaderBytes,
-			HeaderTimeout:  config.DefaultHeaderTimeout,
-			DialTimeout:    config.DefaultDialTimeout,
-			MaxAttempts:    config.DefaultMaxAttempts,
+			MaxHeaderBytes: proxy.DefaultMaxHeaderBytes,
+			HeaderTimeout:  proxy.DefaultHeaderTimeout,
+			DialTimeout:    proxy.DefaultDialTimeout,
+			MaxAttempts:    proxy.DefaultMaxAttempts,
 		},
 	}
 	lns, err := openListeners(ctx, cfg)

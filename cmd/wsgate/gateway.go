@@ -54,7 +54,7 @@ func newGateway(cfg *config.Config, lns *listener.Set, extra []tls.Certificate, 
 	if g.store, err = registry.New(); err != nil {
 		return nil, err
 	}
-	gen, err := g.store.Apply(poolSpecs(cfg))
+	gen, err := g.store.Apply(cfg.Pools)
 	if err != nil {
 		return nil, err
 	}
@@ -65,7 +65,7 @@ func newGateway(cfg *config.Config, lns *listener.Set, extra []tls.Certificate, 
 		return nil, err
 	}
 	g.proxy = proxy.New(proxy.Options{
-		Routes:         routes(cfg),
+		Routes:         cfg.Routes,
 		Balancer:       g.bal,
 		Failures:       g.check,
 		DialTimeout:    cfg.Limits.DialTimeout,
@@ -121,43 +121,6 @@ func openListeners(ctx context.Context, cfg *config.Config) (*listener.Set, erro
 	return listener.Open(ctx, listenSpecs(cfg), in)
 }
 
-func certFiles(cfg *config.Config) []wstls.CertFile {
-	files := make([]wstls.CertFile, len(cfg.TLS.Certificates))
-	for i, c := range cfg.TLS.Certificates {
-		files[i] = wstls.CertFile{CertFile: c.CertFile, KeyFile: c.KeyFile}
-	}
-	return files
-}
-
-func poolSpecs(cfg *config.Config) []registry.PoolSpec {
-	specs := make([]registry.PoolSpec, len(cfg.Pools))
-	for i, p := range cfg.Pools {
-		specs[i].Name = p.Name
-		if hc := p.HealthCheck; hc != nil {
-			specs[i].Check = &registry.HealthCheck{
-				Path:               hc.Path,
-				Interval:           hc.Interval,
-				Timeout:            hc.Timeout,
-				HealthyThreshold:   hc.HealthyThreshold,
-				UnhealthyThreshold: hc.UnhealthyThreshold,
-				ExpectedStatus:     hc.ExpectedStatus,
-			}
-		}
-		for _, b := range p.Backends {
-			specs[i].Backends = append(specs[i].Backends, registry.BackendSpec{Address: b.Address, Weight: b.Weight})
-		}
-	}
-	return specs
-}
-
-func routes(cfg *config.Config) []proxy.Route {
-	rs := make([]proxy.Route, len(cfg.Routes))
-	for i, r := range cfg.Routes {
-		rs[i] = proxy.Route{Host: r.Host, PathPrefix: r.PathPrefix, Pool: r.Pool, AllowedOrigins: r.AllowedOrigins}
-	}
-	return rs
-}
-
 var _ proxy.FailureReporter = (*healthcheck.Checker)(nil)
 
 // proxyURL and adminURL are the listeners' real addresses (a :0 port
@@ -185,16 +148,16 @@ func (g *gateway) reload() {
 		}
 		return
 	}
-	if err := g.certs.SetFiles(certFiles(cfg)); err != nil {
+	if err := g.certs.SetFiles(cfg.TLS.Certificates); err != nil {
 		g.log.Error("reload rejected; the running config stays", slog.String("file", cfg.Path), slog.Any("err", err))
 		return
 	}
-	gen, err := g.store.Apply(poolSpecs(cfg))
+	gen, err := g.store.Apply(cfg.Pools)
 	if err != nil {
 		g.log.Error("reload rejected; the running config stays", slog.String("file", cfg.Path), slog.Any("err", err))
 		return
 	}
-	g.proxy.SetRoutes(routes(cfg))
+	g.proxy.SetRoutes(cfg.Routes)
 	g.keepRestartOnlyTLS(cfg)
 	if cfg.Listen != g.cfg.Listen || cfg.Admin.Listen != g.cfg.Admin.Listen || cfg.Limits != g.cfg.Limits {
 		g.log.Warn("listen addresses and limits change only on restart; kept the running ones")
