@@ -11,10 +11,11 @@
 // registry.PoolSpec, proxy.Route, tls.CertFile, tls.ACMEOptions — so there
 // is nothing to copy between look-alike types. Each default and each rule
 // of a value lives in the package that implements the behaviour (such as
-// proxy.DefaultDialTimeout or healthcheck.DefaultInterval);
-// config fills in those defaults for keys the file leaves out, and reports
-// what those packages reject at the position of the value. Those types
-// carry no YAML tags; the rest of wsgate never sees YAML.
+// proxy.DefaultDialTimeout, healthcheck.DefaultInterval or
+// tls.CheckKeyPair): config fills in those defaults for keys the file
+// leaves out, and reports what those rules reject at the position of the
+// value. Those types carry no YAML tags; the rest of wsgate never sees
+// YAML.
 package config
 
 import (
