@@ -19,6 +19,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"time"
 
 	"github.com/wsgate/wsgate/proxy"
@@ -72,6 +73,9 @@ type TLS struct {
 	// HTTPListen is the plain-HTTP listener's address (ACME HTTP-01
 	// challenges and a 308 redirect to https), or "" for none.
 	HTTPListen string
+	// Certs are in-memory pairs served after Certificates: those of
+	// Options.Certificates, never from the file.
+	Certs []tls.Certificate
 }
 
 // Admin is the admin listener (JSON API, /healthz, /metrics, dashboard).

@@ -61,9 +61,10 @@ func (d *decoder) root(n *yaml.Node) *Config {
 	}
 	if v := f["tls"]; v != nil {
 		c.TLS = d.tls(v, "tls", c.Listen)
-	} else {
+	} else if len(d.opts.Certificates) == 0 {
 		d.missing(n, "tls", "add tls.certificates with at least one cert_file and key_file, or tls.acme")
 	}
+	c.TLS.Certs = d.opts.Certificates
 	if v := f["admin"]; v != nil {
 		if af, ok := d.fields(v, "admin", "the admin section", adminKeys); ok {
 			if v := af["listen"]; v != nil {
@@ -115,6 +116,7 @@ func (d *decoder) tls(n *yaml.Node, path, listen string) TLS {
 		return t
 	}
 	hasACME := f["acme"] != nil
+	optional := hasACME || len(d.opts.Certificates) > 0
 	if hasACME {
 		t.ACME = d.acme(f["acme"], join(path, "acme"))
 	}
@@ -126,7 +128,7 @@ func (d *decoder) tls(n *yaml.Node, path, listen string) TLS {
 	}
 	v := f["certificates"]
 	if v == nil {
-		if !hasACME {
+		if !optional {
 			d.missing(d.resolve(n), join(path, "certificates"), "list at least one certificate, each with cert_file and key_file, or configure tls.acme")
 		}
 		return t
@@ -136,7 +138,7 @@ func (d *decoder) tls(n *yaml.Node, path, listen string) TLS {
 	if !ok {
 		return t
 	}
-	if len(items) == 0 && !hasACME {
+	if len(items) == 0 && !optional {
 		d.errorf(v, path, "the list is empty; list at least one certificate, each with cert_file and key_file, or configure tls.acme")
 	}
 	for i, item := range items {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"os"
@@ -359,6 +360,43 @@ func TestExamples(t *testing.T) {
 			}
 			if len(c.Pools) == 0 || len(c.Routes) == 0 || (len(c.TLS.Certificates) == 0 && c.TLS.ACME == nil) {
 				t.Errorf("Load(%q) = %+v; want pools, routes and certificates", file, c)
+			}
+		})
+	}
+}
+
+// Options.Certificates stand in for tls.certificates: the document may
+// leave them, or the whole tls section, out.
+func TestParseWithCertificates(t *testing.T) {
+	pair, err := tls.LoadX509KeyPair("testdata/certs/cert.pem", "testdata/certs/key.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rest = "pools: [{name: app, backends: [{address: \"127.0.0.1:9001\"}]}]\nroutes: [{pool: app}]\n"
+	tests := []struct {
+		name, doc string
+		certs     []tls.Certificate
+		wantErr   string
+	}{
+		{name: "no tls section", doc: "listen: \"127.0.0.1:0\"\n" + rest, certs: []tls.Certificate{pair}},
+		{name: "tls without certificates", doc: "listen: \"127.0.0.1:0\"\ntls: {http_listen: \":80\"}\n" + rest, certs: []tls.Certificate{pair}},
+		{name: "empty certificates", doc: "listen: \"127.0.0.1:0\"\ntls: {certificates: []}\n" + rest, certs: []tls.Certificate{pair}},
+		{name: "none at all", doc: "listen: \"127.0.0.1:0\"\n" + rest, wantErr: "mem.yaml:1:1: tls: required key is missing"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Options{Certificates: tc.certs}.Parse("mem.yaml", []byte(tc.doc))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Parse() error = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse() error:\n%v", err)
+			}
+			if len(c.TLS.Certs) != 1 || len(c.TLS.Certificates) != 0 {
+				t.Errorf("Parse() TLS = %+v; want the one in-memory certificate and no files", c.TLS)
 			}
 		})
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,10 +21,9 @@ const (
 	httpMaxHeaderBytes    = 8 << 10
 )
 
-// tlsOptions are the TLS provider's options for cfg. extra certificates
-// (the demo's in-memory one) are served after cfg's files.
-func tlsOptions(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) wstls.Options {
-	opts := wstls.Options{Files: cfg.TLS.Certificates, Certs: extra, ACME: cfg.TLS.ACME, Logger: log}
+// tlsOptions are the TLS provider's options for cfg.
+func tlsOptions(cfg *config.Config, log *slog.Logger) wstls.Options {
+	opts := wstls.Options{Files: cfg.TLS.Certificates, Certs: cfg.TLS.Certs, ACME: cfg.TLS.ACME, Logger: log}
 	if _, port, err := net.SplitHostPort(cfg.Listen); err == nil {
 		opts.HTTPSPort, _ = strconv.Atoi(port)
 	}

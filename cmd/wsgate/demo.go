@@ -1,23 +1,55 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	_ "embed"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"sync"
+	"text/template"
 	"time"
 
 	"github.com/wsgate/wsgate/backend"
 	"github.com/wsgate/wsgate/config"
-	"github.com/wsgate/wsgate/healthcheck"
-	"github.com/wsgate/wsgate/proxy"
-	"github.com/wsgate/wsgate/registry"
 	wstls "github.com/wsgate/wsgate/tls"
 )
+
+// demoYAML is the demo's configuration, a text/template of demoAddrs.
+//
+//go:embed demo.yaml
+var demoYAML string
+
+// demoAddrs are the addresses filled into demoYAML.
+type demoAddrs struct {
+	Listen, Admin string
+	Backends      []string
+}
+
+// demoConfig renders demoYAML with addrs and parses it as a file would be,
+// with cert as its certificate.
+func demoConfig(addrs demoAddrs, cert tls.Certificate) (*config.Config, error) {
+	tmpl, err := template.New("demo.yaml").Option("missingkey=error").Funcs(template.FuncMap{
+		// A JSON string is a YAML double-quoted scalar.
+		"quote": func(s string) (string, error) {
+			b, err := json.Marshal(s)
+			return string(b), err
+		},
+	}).Parse(demoYAML)
+	if err != nil {
+		return nil, err
+	}
+	var doc bytes.Buffer
+	if err := tmpl.Execute(&doc, addrs); err != nil {
+		return nil, err
+	}
+	return config.Options{Certificates: []tls.Certificate{cert}}.Parse("(demo)", doc.Bytes())
+}
 
 // demoCmd runs wsgate on an embedded configuration: a self-signed
 // certificate made in memory, three reference backends in-process on
@@ -25,8 +57,9 @@ import (
 func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("wsgate demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:8443", "TLS listener address")
-	adminListen := fs.String("admin", "127.0.0.1:9090", "admin listener address")
+	addrs := demoAddrs{}
+	fs.StringVar(&addrs.Listen, "listen", "127.0.0.1:8443", "TLS listener address")
+	fs.StringVar(&addrs.Admin, "admin", config.DefaultAdminListen, "admin listener address")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -52,44 +85,21 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	backendCtx, stopBackends := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { stopBackends(); wg.Wait() }()
-	check := new(healthcheck.DefaultCheck())
-	pool := registry.PoolSpec{Name: "echo", Check: check}
 	for i := 1; i <= 3; i++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			fmt.Fprintln(stderr, "wsgate demo: listen (backend):", err)
 			return 1
 		}
-		id := fmt.Sprintf("backend-%d", i)
-		srv := backend.New(backend.Options{ID: id, Logger: log})
+		srv := backend.New(backend.Options{ID: fmt.Sprintf("backend-%d", i), Logger: log})
 		wg.Go(func() { _ = srv.Serve(backendCtx, ln) })
-		pool.Backends = append(pool.Backends, registry.BackendSpec{Address: ln.Addr().String(), Weight: registry.DefaultWeight})
+		addrs.Backends = append(addrs.Backends, ln.Addr().String())
 	}
 
-	cfg := &config.Config{
-		Path:   "(demo)",
-		Listen: *listen,
-		Admin:  config.Admin{Listen: *adminListen},
-		// A chat room lives in one backend process, so the chat route goes
-		// to a pool of one; echo is balanced over all three.
-		Pools: []registry.PoolSpec{pool, {
-			Name:     "chat",
-			Backends: pool.Backends[:1],
-			Check:    check,
-		}},
-		Routes: []proxy.Route{
-			{PathPrefix: "/ws/chat", Pool: "chat"},
-			{PathPrefix: "/", Pool: "echo"},
-		},
-		Shutdown: config.Shutdown{
-			DrainTimeout: 3 * time.Second,
-		},
-		Limits: config.Limits{
-			MaxHeaderBytes: proxy.DefaultMaxHeaderBytes,
-			HeaderTimeout:  proxy.DefaultHeaderTimeout,
-			DialTimeout:    proxy.DefaultDialTimeout,
-			MaxAttempts:    proxy.DefaultMaxAttempts,
-		},
+	cfg, err := demoConfig(addrs, pair)
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
 	}
 	lns, err := openListeners(ctx, cfg)
 	if err != nil {
@@ -97,7 +107,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer lns.Close()
-	g, err := newGateway(cfg, lns, []tls.Certificate{pair}, log)
+	g, err := newGateway(cfg, lns, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsgate demo:", err)
 		return 1
@@ -115,8 +125,8 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 Three reference backends run in-process; /ws is balanced over all of
 them, /ws/chat goes to the first (a room lives in one process):
 `, host, g.adminURL())
-	for _, b := range pool.Backends {
-		fmt.Fprintf(stdout, "  %s\n", b.Address)
+	for _, addr := range addrs.Backends {
+		fmt.Fprintf(stdout, "  %s\n", addr)
 	}
 	fmt.Fprintf(stdout, `
 The certificate is self-signed and made at start-up, so tell the client

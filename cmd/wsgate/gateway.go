@@ -43,9 +43,8 @@ type gateway struct {
 }
 
 // newGateway assembles a gateway from cfg that serves on lns, the
-// listeners of listenSpecs(cfg). extra certificates (the demo's in-memory
-// one) are served after cfg's files. It starts no goroutine.
-func newGateway(cfg *config.Config, lns *listener.Set, extra []tls.Certificate, log *slog.Logger) (*gateway, error) {
+// listeners of listenSpecs(cfg). It starts no goroutine.
+func newGateway(cfg *config.Config, lns *listener.Set, log *slog.Logger) (*gateway, error) {
 	g := &gateway{cfg: cfg, log: log, proxyLn: lns.Get(listener.TLS), adminLn: lns.Get(listener.Admin), httpLn: lns.Get(listener.HTTP)}
 	if g.proxyLn == nil || g.adminLn == nil || (g.httpLn == nil) != (cfg.TLS.HTTPListen == "") {
 		return nil, errors.New("the listeners are not those of the configuration")
@@ -61,7 +60,7 @@ func newGateway(cfg *config.Config, lns *listener.Set, extra []tls.Certificate, 
 	g.bal = balancer.New(g.store, balancer.Options{Logger: log})
 	g.check = healthcheck.New(g.store, healthcheck.Options{Logger: log})
 
-	if g.certs, err = wstls.NewProvider(tlsOptions(cfg, extra, log)); err != nil {
+	if g.certs, err = wstls.NewProvider(tlsOptions(cfg, log)); err != nil {
 		return nil, err
 	}
 	g.proxy = proxy.New(proxy.Options{

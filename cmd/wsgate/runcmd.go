@@ -41,7 +41,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer lns.Close()
-	g, err := newGateway(cfg, lns, nil, log)
+	g, err := newGateway(cfg, lns, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsgate run:", err)
 		return 1
