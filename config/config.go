@@ -38,8 +38,12 @@ type Config struct {
 
 	// Listen is the TLS listener's address, host:port.
 	Listen string
-	TLS    TLS
-	Admin  Admin
+	// ReusePort opens the TLS and plain-HTTP listeners with SO_REUSEPORT,
+	// so that several wsgate processes can share their ports. Only where
+	// listener.ReusePortSupported.
+	ReusePort bool
+	TLS       TLS
+	Admin     Admin
 	// Pools are the backend pools, as the registry takes them
 	// (registry.Store.Apply). Every backend's Weight is set; a pool's
 	// Check is nil without a health_check block, and otherwise complete.

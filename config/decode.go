@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/wsgate/wsgate/healthcheck"
+	"github.com/wsgate/wsgate/listener"
 	"github.com/wsgate/wsgate/proxy"
 	"github.com/wsgate/wsgate/registry"
 	wstls "github.com/wsgate/wsgate/tls"
@@ -17,7 +19,7 @@ import (
 
 // The keys each mapping accepts, in the order messages list them.
 var (
-	rootKeys        = []string{"listen", "tls", "admin", "pools", "routes", "shutdown", "limits", "tunnels"}
+	rootKeys        = []string{"listen", "reuse_port", "tls", "admin", "pools", "routes", "shutdown", "limits", "tunnels"}
 	tlsKeys         = []string{"certificates", "acme", "http_listen"}
 	acmeKeys        = []string{"domains", "email", "cache_dir", "directory_url", "directory_ca_file", "renew_before"}
 	certificateKeys = []string{"cert_file", "key_file"}
@@ -59,6 +61,12 @@ func (d *decoder) root(n *yaml.Node) *Config {
 	} else {
 		d.missing(n, "listen", `set the TLS listener's address, such as listen: "127.0.0.1:8443"`)
 	}
+	if v := f["reuse_port"]; v != nil {
+		var ok bool
+		if c.ReusePort, ok = d.boolean(v, "reuse_port"); ok && c.ReusePort && !listener.ReusePortSupported {
+			d.errorf(d.resolve(v), "reuse_port", "SO_REUSEPORT is not available on %s; remove reuse_port, and run one wsgate process per address", runtime.GOOS)
+		}
+	}
 	if v := f["tls"]; v != nil {
 		c.TLS = d.tls(v, "tls", c.Listen)
 	} else if len(d.opts.Certificates) == 0 {
@@ -74,6 +82,13 @@ func (d *decoder) root(n *yaml.Node) *Config {
 				c.Admin.Pprof, _ = d.boolean(v, "admin.pprof")
 			}
 		}
+	}
+	if a := d.opts.AdminListen; a != "" {
+		if problem := checkListenAddr(a); problem != "" {
+			d.errs = append(d.errs, &Error{File: d.file, Key: "admin.listen",
+				Msg: fmt.Sprintf("invalid listen address %q given in place of the file's: %s; %s", a, problem, listenHint)})
+		}
+		c.Admin.Listen = a
 	}
 	pools, poolsOK := []registry.PoolSpec(nil), false
 	if v := f["pools"]; v != nil {

@@ -18,6 +18,10 @@ import (
 // Options adjust how a document is read. The zero value reads it as
 // written.
 type Options struct {
+	// AdminListen, when not empty, replaces admin.listen (wsgate run
+	// -admin ADDR, so that several processes can share one file), and is
+	// checked like it.
+	AdminListen string
 	// Certificates are in-memory certificate/key pairs (the demo's
 	// self-signed one) to serve after the document's tls.certificates.
 	// With any, tls.certificates, or the whole tls section, may be left

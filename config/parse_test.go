@@ -163,6 +163,7 @@ func TestParseGood(t *testing.T) {
 			name: "full",
 			want: func(c *Config) {
 				c.Listen = ":8443"
+				c.ReusePort = true
 				c.TLS.Certificates = []wstls.CertFile{testCert, testCert}
 				c.Admin.Listen = "[::1]:9999"
 				c.Admin.Pprof = true
@@ -399,5 +400,23 @@ func TestParseWithCertificates(t *testing.T) {
 				t.Errorf("Parse() TLS = %+v; want the one in-memory certificate and no files", c.TLS)
 			}
 		})
+	}
+}
+
+// Options.AdminListen replaces admin.listen, and is checked like it.
+func TestParseAdminListenOverride(t *testing.T) {
+	for _, file := range []string{"testdata/good/minimal.yaml", "testdata/good/full.yaml"} {
+		c, err := Options{AdminListen: "127.0.0.1:9191"}.Load(file)
+		if err != nil {
+			t.Fatalf("Load(%q) error:\n%v", file, err)
+		}
+		if c.Admin.Listen != "127.0.0.1:9191" {
+			t.Errorf("Load(%q) admin.listen = %q, want the override", file, c.Admin.Listen)
+		}
+	}
+	_, err := Options{AdminListen: "127.0.0.1"}.Load("testdata/good/minimal.yaml")
+	want := `testdata/good/minimal.yaml: admin.listen: invalid listen address "127.0.0.1" given in place of the file's: missing port; use host:port such as "127.0.0.1:8443" or ":8443" (port 0-65535)`
+	if err == nil || err.Error() != want {
+		t.Errorf("Load with a bad AdminListen: %v\nwant %s", err, want)
 	}
 }

@@ -32,8 +32,8 @@ type demoAddrs struct {
 }
 
 // demoConfig renders demoYAML with addrs and parses it as a file would be,
-// with cert as its certificate.
-func demoConfig(addrs demoAddrs, cert tls.Certificate) (*config.Config, error) {
+// with opts (cert as its certificate).
+func demoConfig(addrs demoAddrs, cert tls.Certificate) (*config.Config, config.Options, error) {
 	tmpl, err := template.New("demo.yaml").Option("missingkey=error").Funcs(template.FuncMap{
 		// A JSON string is a YAML double-quoted scalar.
 		"quote": func(s string) (string, error) {
@@ -41,14 +41,16 @@ func demoConfig(addrs demoAddrs, cert tls.Certificate) (*config.Config, error) {
 			return string(b), err
 		},
 	}).Parse(demoYAML)
+	opts := config.Options{Certificates: []tls.Certificate{cert}}
 	if err != nil {
-		return nil, err
+		return nil, opts, err
 	}
 	var doc bytes.Buffer
 	if err := tmpl.Execute(&doc, addrs); err != nil {
-		return nil, err
+		return nil, opts, err
 	}
-	return config.Options{Certificates: []tls.Certificate{cert}}.Parse("(demo)", doc.Bytes())
+	cfg, err := opts.Parse("(demo)", doc.Bytes())
+	return cfg, opts, err
 }
 
 // demoCmd runs wsgate on an embedded configuration: a self-signed
@@ -96,7 +98,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		addrs.Backends = append(addrs.Backends, ln.Addr().String())
 	}
 
-	cfg, err := demoConfig(addrs, pair)
+	cfg, opts, err := demoConfig(addrs, pair)
 	if err != nil {
 		printErrors(stderr, err)
 		return 1
@@ -107,7 +109,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer lns.Close()
-	g, err := newGateway(cfg, lns, log)
+	g, err := newGateway(cfg, opts, lns, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsgate demo:", err)
 		return 1

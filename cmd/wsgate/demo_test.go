@@ -26,7 +26,7 @@ func TestDemoConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	addrs := demoAddrs{Listen: "127.0.0.1:8443", Admin: "127.0.0.1:9090", Backends: []string{"127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"}}
-	cfg, err := demoConfig(addrs, pair)
+	cfg, _, err := demoConfig(addrs, pair)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestDemoConfig(t *testing.T) {
 	// A flag value the document cannot hold is an error of the document,
 	// not a broken YAML file.
 	addrs.Listen = `bad" address`
-	if _, err := demoConfig(addrs, pair); err == nil || !strings.Contains(err.Error(), `listen: invalid listen address "bad\" address"`) {
+	if _, _, err := demoConfig(addrs, pair); err == nil || !strings.Contains(err.Error(), `listen: invalid listen address "bad\" address"`) {
 		t.Errorf("demoConfig with listen %q: %v; want an invalid listen address error", addrs.Listen, err)
 	}
 }

@@ -30,6 +30,7 @@ import (
 // opened by its caller (see openListeners).
 type gateway struct {
 	cfg   *config.Config
+	opts  config.Options // cfg was read with them, and reloads are
 	log   *slog.Logger
 	store *registry.Store
 	bal   *balancer.Balancer
@@ -42,10 +43,10 @@ type gateway struct {
 	httpLn           net.Listener // nil without tls.http_listen
 }
 
-// newGateway assembles a gateway from cfg that serves on lns, the
-// listeners of listenSpecs(cfg). It starts no goroutine.
-func newGateway(cfg *config.Config, lns *listener.Set, log *slog.Logger) (*gateway, error) {
-	g := &gateway{cfg: cfg, log: log, proxyLn: lns.Get(listener.TLS), adminLn: lns.Get(listener.Admin), httpLn: lns.Get(listener.HTTP)}
+// newGateway assembles a gateway from cfg, read with opts, that serves on
+// lns, the listeners of listenSpecs(cfg). It starts no goroutine.
+func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log *slog.Logger) (*gateway, error) {
+	g := &gateway{cfg: cfg, opts: opts, log: log, proxyLn: lns.Get(listener.TLS), adminLn: lns.Get(listener.Admin), httpLn: lns.Get(listener.HTTP)}
 	if g.proxyLn == nil || g.adminLn == nil || (g.httpLn == nil) != (cfg.TLS.HTTPListen == "") {
 		return nil, errors.New("the listeners are not those of the configuration")
 	}
@@ -100,11 +101,11 @@ func offIfZero(d time.Duration) time.Duration {
 // has to itself.
 func listenSpecs(cfg *config.Config) []listener.Spec {
 	specs := []listener.Spec{
-		{Name: listener.TLS, Address: cfg.Listen},
+		{Name: listener.TLS, Address: cfg.Listen, ReusePort: cfg.ReusePort},
 		{Name: listener.Admin, Address: cfg.Admin.Listen},
 	}
 	if cfg.TLS.HTTPListen != "" {
-		specs = append(specs, listener.Spec{Name: listener.HTTP, Address: cfg.TLS.HTTPListen})
+		specs = append(specs, listener.Spec{Name: listener.HTTP, Address: cfg.TLS.HTTPListen, ReusePort: cfg.ReusePort})
 	}
 	return specs
 }
@@ -131,10 +132,11 @@ func (g *gateway) adminURL() string { return "http://" + g.adminLn.Addr().String
 // backends, weights, health checks and routes change for new connections;
 // established connections are not touched (a removed backend's connections
 // run on until they end). A file that fails validation, or certificates
-// that fail to load, change nothing. The listen addresses and limits are
-// fixed at start-up: a change to them is logged and ignored.
+// that fail to load, change nothing. The listeners (their addresses and
+// reuse_port) and limits are fixed at start-up: a change to them is
+// logged and ignored.
 func (g *gateway) reload() {
-	cfg, err := config.Load(g.cfg.Path)
+	cfg, err := g.opts.Load(g.cfg.Path)
 	if err != nil {
 		g.log.Error("reload rejected; the running config stays", slog.String("file", g.cfg.Path), slog.Uint64("generation", g.store.Generation()))
 		var joined interface{ Unwrap() []error }
@@ -158,10 +160,10 @@ func (g *gateway) reload() {
 	}
 	g.proxy.SetRoutes(cfg.Routes)
 	g.keepRestartOnlyTLS(cfg)
-	if cfg.Listen != g.cfg.Listen || cfg.Admin.Listen != g.cfg.Admin.Listen || cfg.Limits != g.cfg.Limits {
-		g.log.Warn("listen addresses and limits change only on restart; kept the running ones")
+	if cfg.Listen != g.cfg.Listen || cfg.ReusePort != g.cfg.ReusePort || cfg.Admin.Listen != g.cfg.Admin.Listen || cfg.Limits != g.cfg.Limits {
+		g.log.Warn("listen addresses, reuse_port and limits change only on restart; kept the running ones")
 	}
-	cfg.Listen, cfg.Admin.Listen, cfg.Limits = g.cfg.Listen, g.cfg.Admin.Listen, g.cfg.Limits
+	cfg.Listen, cfg.ReusePort, cfg.Admin.Listen, cfg.Limits = g.cfg.Listen, g.cfg.ReusePort, g.cfg.Admin.Listen, g.cfg.Limits
 	g.cfg = cfg
 	g.log.Info("config reloaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
 		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)))
