@@ -103,17 +103,12 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printErrors(stderr, err)
 		return 1
 	}
-	lns, err := openListeners(ctx, cfg)
+	g, lns, err := openGateway(ctx, cfg, opts, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsgate demo:", err)
 		return 1
 	}
 	defer lns.Close()
-	g, err := newGateway(cfg, opts, lns, log)
-	if err != nil {
-		fmt.Fprintln(stderr, "wsgate demo:", err)
-		return 1
-	}
 
 	host := g.proxyLn.Addr().String()
 	fmt.Fprintf(stdout, `wsgate demo is running (Ctrl-C to stop)

@@ -27,7 +27,7 @@ import (
 
 // gateway is one running wsgate: the registry, balancer, TLS provider,
 // proxy and admin handlers assembled from a config, serving on listeners
-// opened by its caller (see openListeners).
+// its caller opened and owns (see openGateway).
 type gateway struct {
 	cfg   *config.Config
 	opts  config.Options // cfg was read with them, and reloads are
@@ -110,15 +110,26 @@ func listenSpecs(cfg *config.Config) []listener.Spec {
 	return specs
 }
 
-// openListeners opens cfg's listeners, adopting those this process
-// inherited: from systemd socket activation, or handed over by the wsgate
-// process that started it.
-func openListeners(ctx context.Context, cfg *config.Config) (*listener.Set, error) {
+// openGateway opens cfg's listeners, adopting those this process
+// inherited (from systemd socket activation, or handed over by the wsgate
+// process that started it), and assembles a gateway on them from cfg,
+// read with opts. The caller owns the listeners: it closes them when the
+// gateway has served. On error nothing stays open.
+func openGateway(ctx context.Context, cfg *config.Config, opts config.Options, log *slog.Logger) (*gateway, *listener.Set, error) {
 	in, err := listener.Inherit()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return listener.Open(ctx, listenSpecs(cfg), in)
+	lns, err := listener.Open(ctx, listenSpecs(cfg), in)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := newGateway(cfg, opts, lns, log)
+	if err != nil {
+		lns.Close()
+		return nil, nil, err
+	}
+	return g, lns, nil
 }
 
 var _ proxy.FailureReporter = (*healthcheck.Checker)(nil)

@@ -37,17 +37,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		printErrors(stderr, err)
 		return 1
 	}
-	lns, err := openListeners(ctx, cfg)
+	g, lns, err := openGateway(ctx, cfg, opts, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsgate run:", err)
 		return 1
 	}
 	defer lns.Close()
-	g, err := newGateway(cfg, opts, lns, log)
-	if err != nil {
-		fmt.Fprintln(stderr, "wsgate run:", err)
-		return 1
-	}
 	fmt.Fprintf(stdout, "wsgate: proxy listening on %s\n", g.proxyURL())
 	fmt.Fprintf(stdout, "wsgate: admin listening on %s\n", g.adminURL())
 	if g.httpLn != nil {
