@@ -4,15 +4,22 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wsgate/wsgate/healthcheck"
+	"github.com/wsgate/wsgate/listener"
+	"github.com/wsgate/wsgate/proxy"
+	"github.com/wsgate/wsgate/registry"
+	wstls "github.com/wsgate/wsgate/tls"
 )
 
 // The keys each mapping accepts, in the order messages list them.
 var (
-	rootKeys        = []string{"listen", "tls", "admin", "pools", "routes", "shutdown", "limits", "tunnels"}
+	rootKeys        = []string{"listen", "reuse_port", "tls", "admin", "pools", "routes", "shutdown", "limits", "tunnels"}
 	tlsKeys         = []string{"certificates", "acme", "http_listen"}
 	acmeKeys        = []string{"domains", "email", "cache_dir", "directory_url", "directory_ca_file", "renew_before"}
 	certificateKeys = []string{"cert_file", "key_file"}
@@ -44,13 +51,13 @@ func (d *decoder) root(n *yaml.Node) *Config {
 	c := &Config{
 		Path:     d.file,
 		Admin:    Admin{Listen: DefaultAdminListen},
-		Shutdown: Shutdown{DrainTimeout: DefaultDrainTimeout},
-		Tunnels:  Tunnels{WriteTimeout: DefaultWriteTimeout},
+		Shutdown: Shutdown{DrainTimeout: proxy.DefaultDrainTimeout},
+		Tunnels:  Tunnels{WriteTimeout: proxy.DefaultWriteTimeout},
 		Limits: Limits{
-			MaxHeaderBytes: DefaultMaxHeaderBytes,
-			HeaderTimeout:  DefaultHeaderTimeout,
-			DialTimeout:    DefaultDialTimeout,
-			MaxAttempts:    DefaultMaxAttempts,
+			MaxHeaderBytes: proxy.DefaultMaxHeaderBytes,
+			HeaderTimeout:  proxy.DefaultHeaderTimeout,
+			DialTimeout:    proxy.DefaultDialTimeout,
+			MaxAttempts:    proxy.DefaultMaxAttempts,
 		},
 	}
 	if v := f["listen"]; v != nil {
@@ -58,11 +65,18 @@ func (d *decoder) root(n *yaml.Node) *Config {
 	} else {
 		d.missing(n, "listen", `set the TLS listener's address, such as listen: "127.0.0.1:8443"`)
 	}
+	if v := f["reuse_port"]; v != nil {
+		var ok bool
+		if c.ReusePort, ok = d.boolean(v, "reuse_port"); ok && c.ReusePort && !listener.ReusePortSupported {
+			d.errorf(d.resolve(v), "reuse_port", "SO_REUSEPORT is not available on %s; remove reuse_port, and run one wsgate process per address", runtime.GOOS)
+		}
+	}
 	if v := f["tls"]; v != nil {
 		c.TLS = d.tls(v, "tls", c.Listen)
-	} else {
+	} else if len(d.opts.Certificates) == 0 {
 		d.missing(n, "tls", "add tls.certificates with at least one cert_file and key_file, or tls.acme")
 	}
+	c.TLS.Certs = d.opts.Certificates
 	if v := f["admin"]; v != nil {
 		if af, ok := d.fields(v, "admin", "the admin section", adminKeys); ok {
 			if v := af["listen"]; v != nil {
@@ -73,7 +87,14 @@ func (d *decoder) root(n *yaml.Node) *Config {
 			}
 		}
 	}
-	pools, poolsOK := []Pool(nil), false
+	if a := d.opts.AdminListen; a != "" {
+		if problem := checkListenAddr(a); problem != "" {
+			d.errs = append(d.errs, &Error{File: d.file, Key: "admin.listen",
+				Msg: fmt.Sprintf("invalid listen address %q given in place of the file's: %s; %s", a, problem, listenHint)})
+		}
+		c.Admin.Listen = a
+	}
+	pools, poolsOK := []registry.PoolSpec(nil), false
 	if v := f["pools"]; v != nil {
 		pools, poolsOK = d.pools(v, "pools")
 		c.Pools = pools
@@ -114,6 +135,7 @@ func (d *decoder) tls(n *yaml.Node, path, listen string) TLS {
 		return t
 	}
 	hasACME := f["acme"] != nil
+	optional := hasACME || len(d.opts.Certificates) > 0
 	if hasACME {
 		t.ACME = d.acme(f["acme"], join(path, "acme"))
 	}
@@ -125,7 +147,7 @@ func (d *decoder) tls(n *yaml.Node, path, listen string) TLS {
 	}
 	v := f["certificates"]
 	if v == nil {
-		if !hasACME {
+		if !optional {
 			d.missing(d.resolve(n), join(path, "certificates"), "list at least one certificate, each with cert_file and key_file, or configure tls.acme")
 		}
 		return t
@@ -135,7 +157,7 @@ func (d *decoder) tls(n *yaml.Node, path, listen string) TLS {
 	if !ok {
 		return t
 	}
-	if len(items) == 0 && !hasACME {
+	if len(items) == 0 && !optional {
 		d.errorf(v, path, "the list is empty; list at least one certificate, each with cert_file and key_file, or configure tls.acme")
 	}
 	for i, item := range items {
@@ -144,13 +166,13 @@ func (d *decoder) tls(n *yaml.Node, path, listen string) TLS {
 	return t
 }
 
-func (d *decoder) acme(n *yaml.Node, path string) *ACME {
+func (d *decoder) acme(n *yaml.Node, path string) *wstls.ACMEOptions {
 	f, ok := d.fields(n, path, "the acme section", acmeKeys)
 	if !ok {
 		return nil
 	}
 	n = d.resolve(n)
-	a := &ACME{DirectoryURL: DefaultACMEDirectory}
+	a := &wstls.ACMEOptions{DirectoryURL: wstls.LetsEncryptURL}
 	if v := f["domains"]; v != nil {
 		a.Domains = d.acmeDomains(v, join(path, "domains"))
 	} else {
@@ -176,7 +198,7 @@ func (d *decoder) acme(n *yaml.Node, path string) *ACME {
 	}
 	if v := f["directory_url"]; v != nil {
 		a.DirectoryURL, _ = d.checkedStr(v, join(path, "directory_url"), "the https URL of an ACME directory",
-			"directory_url", checkDirectoryURL, "; use the https URL of an ACME directory, such as "+DefaultACMEDirectory+" (the default) or https://acme-staging-v02.api.letsencrypt.org/directory")
+			"directory_url", checkDirectoryURL, "; use the https URL of an ACME directory, such as "+wstls.LetsEncryptURL+" (the default) or https://acme-staging-v02.api.letsencrypt.org/directory")
 	}
 	if v := f["directory_ca_file"]; v != nil {
 		s, sn, ok := d.str(v, join(path, "directory_ca_file"), "the path of a PEM file of CA certificates")
@@ -226,8 +248,8 @@ func (d *decoder) acmeDomains(n *yaml.Node, path string) []string {
 	return out
 }
 
-func (d *decoder) certificate(n *yaml.Node, path string) Certificate {
-	var c Certificate
+func (d *decoder) certificate(n *yaml.Node, path string) wstls.CertFile {
+	var c wstls.CertFile
 	f, ok := d.fields(n, path, "a certificate", certificateKeys)
 	if !ok {
 		return c
@@ -261,7 +283,7 @@ func (d *decoder) filePath(v, parent *yaml.Node, path, what string) (*yaml.Node,
 	return n, ok
 }
 
-func (d *decoder) pools(n *yaml.Node, path string) ([]Pool, bool) {
+func (d *decoder) pools(n *yaml.Node, path string) ([]registry.PoolSpec, bool) {
 	items, ok := d.list(n, path, "a list of pools, each with a name and backends")
 	if !ok {
 		return nil, false
@@ -269,7 +291,7 @@ func (d *decoder) pools(n *yaml.Node, path string) ([]Pool, bool) {
 	if len(items) == 0 {
 		d.errorf(d.resolve(n), path, "the list is empty; add at least one pool with a name and backends")
 	}
-	pools := make([]Pool, 0, len(items))
+	pools := make([]registry.PoolSpec, 0, len(items))
 	names := make(map[string]*yaml.Node)
 	for i, item := range items {
 		p, nameNode := d.pool(item, index(path, i))
@@ -287,8 +309,8 @@ func (d *decoder) pools(n *yaml.Node, path string) ([]Pool, bool) {
 
 // pool decodes one pool and returns the node of its name, nil when the
 // name is missing or invalid.
-func (d *decoder) pool(n *yaml.Node, path string) (Pool, *yaml.Node) {
-	var p Pool
+func (d *decoder) pool(n *yaml.Node, path string) (registry.PoolSpec, *yaml.Node) {
+	var p registry.PoolSpec
 	f, ok := d.fields(n, path, "a pool", poolKeys)
 	if !ok {
 		return p, nil
@@ -314,7 +336,7 @@ func (d *decoder) pool(n *yaml.Node, path string) (Pool, *yaml.Node) {
 		d.missing(n, join(path, "backends"), `list at least one backend, such as backends: [{address: "127.0.0.1:9001"}]`)
 	}
 	if v := f["health_check"]; v != nil {
-		p.HealthCheck = d.healthCheck(v, join(path, "health_check"))
+		p.Check = d.healthCheck(v, join(path, "health_check"))
 	}
 	if v := f["policy"]; v != nil {
 		p.Policy = d.policy(v, join(path, "policy"))
@@ -336,7 +358,7 @@ func (d *decoder) policy(n *yaml.Node, path string) string {
 	return s
 }
 
-func (d *decoder) backends(n *yaml.Node, path string) []Backend {
+func (d *decoder) backends(n *yaml.Node, path string) []registry.BackendSpec {
 	items, ok := d.list(n, path, "a list of backends, each with an address")
 	if !ok {
 		return nil
@@ -344,7 +366,7 @@ func (d *decoder) backends(n *yaml.Node, path string) []Backend {
 	if len(items) == 0 {
 		d.errorf(d.resolve(n), path, "the list is empty; list at least one backend, such as [{address: \"127.0.0.1:9001\"}]")
 	}
-	var out []Backend
+	var out []registry.BackendSpec
 	seen := make(map[string]*yaml.Node)
 	for i, item := range items {
 		ipath := index(path, i)
@@ -352,7 +374,7 @@ func (d *decoder) backends(n *yaml.Node, path string) []Backend {
 		if !ok {
 			continue
 		}
-		be := Backend{Weight: DefaultWeight}
+		be := registry.BackendSpec{Weight: registry.DefaultWeight}
 		if v := f["address"]; v != nil {
 			addr, an, ok := d.str(v, join(ipath, "address"), `a backend address such as "127.0.0.1:9001" or unix:/path/to.sock`)
 			if ok {
@@ -376,18 +398,12 @@ func (d *decoder) backends(n *yaml.Node, path string) []Backend {
 	return out
 }
 
-func (d *decoder) healthCheck(n *yaml.Node, path string) *HealthCheck {
+func (d *decoder) healthCheck(n *yaml.Node, path string) *registry.HealthCheck {
 	f, ok := d.fields(n, path, "a health check", healthKeys)
 	if !ok {
 		return nil
 	}
-	hc := &HealthCheck{
-		Path:               DefaultHealthPath,
-		Interval:           DefaultHealthInterval,
-		Timeout:            DefaultHealthTimeout,
-		HealthyThreshold:   DefaultHealthyThreshold,
-		UnhealthyThreshold: DefaultUnhealthyThreshold,
-	}
+	hc := new(healthcheck.DefaultCheck())
 	if v := f["path"]; v != nil {
 		s, sn, ok := d.str(v, join(path, "path"), "an HTTP path such as /healthz")
 		if ok && !strings.HasPrefix(s, "/") {
@@ -432,7 +448,7 @@ func defaultNote(n *yaml.Node) string {
 	return ""
 }
 
-func (d *decoder) routes(n *yaml.Node, path string, pools []Pool, poolsOK bool) []Route {
+func (d *decoder) routes(n *yaml.Node, path string, pools []registry.PoolSpec, poolsOK bool) []proxy.Route {
 	items, ok := d.list(n, path, "a list of routes, each naming a pool")
 	if !ok {
 		return nil
@@ -448,7 +464,7 @@ func (d *decoder) routes(n *yaml.Node, path string, pools []Pool, poolsOK bool) 
 	}
 	type routeKey struct{ host, prefix string }
 	seen := make(map[routeKey]*yaml.Node)
-	var out []Route
+	var out []proxy.Route
 	for i, item := range items {
 		ipath := index(path, i)
 		f, ok := d.fields(item, ipath, "a route", routeKeys)
@@ -456,7 +472,7 @@ func (d *decoder) routes(n *yaml.Node, path string, pools []Pool, poolsOK bool) 
 			continue
 		}
 		item = d.resolve(item)
-		r := Route{PathPrefix: DefaultPathPrefix}
+		r := proxy.Route{PathPrefix: proxy.DefaultPathPrefix}
 		valid := true
 		if v := f["host"]; v != nil {
 			s, ok := d.checkedStr(v, join(ipath, "host"), `a host name such as ws.example.com, or "" for any host`,

@@ -2,6 +2,7 @@ package config
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -14,17 +15,24 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// Options adjust how a document is read. The zero value reads it as
+// written.
+type Options struct {
+	// AdminListen, when not empty, replaces admin.listen (wsgate run
+	// -admin ADDR, so that several processes can share one file), and is
+	// checked like it.
+	AdminListen string
+	// Certificates are in-memory certificate/key pairs (the demo's
+	// self-signed one) to serve after the document's tls.certificates.
+	// With any, tls.certificates, or the whole tls section, may be left
+	// out. They end up in TLS.Certs, unchecked: tls.NewProvider checks
+	// them.
+	Certificates []tls.Certificate
+}
+
 // Load reads and parses the file at path. See Parse.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		var pe *os.PathError
-		if errors.As(err, &pe) {
-			err = pe.Err
-		}
-		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read configuration file: %v", err)}
-	}
-	return Parse(path, data)
+	return Options{}.Load(path)
 }
 
 // Parse parses data as if read from path: path appears in every error, and
@@ -34,7 +42,25 @@ func Load(path string) (*Config, error) {
 // key file can be read and form a pair. On failure it returns a nil *Config
 // and an errors.Join of every *Error found, in file order.
 func Parse(path string, data []byte) (*Config, error) {
-	d := &decoder{file: path, dir: filepath.Dir(path)}
+	return Options{}.Parse(path, data)
+}
+
+// Load is the package's Load with o.
+func (o Options) Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, &Error{File: path, Msg: fmt.Sprintf("cannot read configuration file: %v", err)}
+	}
+	return o.Parse(path, data)
+}
+
+// Parse is the package's Parse with o.
+func (o Options) Parse(path string, data []byte) (*Config, error) {
+	d := &decoder{file: path, dir: filepath.Dir(path), opts: o}
 	c := d.parse(data)
 	if len(d.errs) > 0 {
 		errs := sortErrors(d.errs)
@@ -51,6 +77,7 @@ func Parse(path string, data []byte) (*Config, error) {
 type decoder struct {
 	file string // as given to Parse, for errors
 	dir  string // against which relative certificate paths resolve
+	opts Options
 	errs []*Error
 
 	// budget bounds the nodes visited, which aliases could otherwise

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"errors"
 	"flag"
 	"os"
@@ -9,6 +10,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/wsgate/wsgate/proxy"
+	"github.com/wsgate/wsgate/registry"
+	wstls "github.com/wsgate/wsgate/tls"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/bad/*.golden from the errors Parse returns")
@@ -101,31 +106,43 @@ func TestParseBadErrorCount(t *testing.T) {
 	}
 }
 
+// defaultConfig is what Parse makes of keys a file leaves out: the
+// defaults of the packages that own them, written out here so that a
+// change to one of them shows.
 func defaultConfig(path string) Config {
 	return Config{
 		Path:     path,
-		Admin:    Admin{Listen: DefaultAdminListen},
-		Shutdown: Shutdown{DrainTimeout: DefaultDrainTimeout},
-		Tunnels:  Tunnels{WriteTimeout: DefaultWriteTimeout},
+		Admin:    Admin{Listen: "127.0.0.1:9090"},
+		Shutdown: Shutdown{DrainTimeout: 10 * time.Second},
+		Tunnels:  Tunnels{WriteTimeout: 30 * time.Second},
 		Limits: Limits{
-			MaxHeaderBytes: DefaultMaxHeaderBytes,
-			HeaderTimeout:  DefaultHeaderTimeout,
-			DialTimeout:    DefaultDialTimeout,
-			MaxAttempts:    DefaultMaxAttempts,
+			MaxHeaderBytes: 16 << 10,
+			HeaderTimeout:  10 * time.Second,
+			DialTimeout:    5 * time.Second,
+			MaxAttempts:    3,
 		},
 	}
 }
 
-var testCert = Certificate{CertFile: "testdata/certs/cert.pem", KeyFile: "testdata/certs/key.pem"}
+var testCert = wstls.CertFile{CertFile: "testdata/certs/cert.pem", KeyFile: "testdata/certs/key.pem"}
 
-func defaultHealthCheck() *HealthCheck {
-	return &HealthCheck{
-		Path:               DefaultHealthPath,
-		Interval:           DefaultHealthInterval,
-		Timeout:            DefaultHealthTimeout,
-		HealthyThreshold:   DefaultHealthyThreshold,
-		UnhealthyThreshold: DefaultUnhealthyThreshold,
+func defaultHealthCheck() *registry.HealthCheck {
+	return &registry.HealthCheck{
+		Path:               "/healthz",
+		Interval:           time.Second,
+		Timeout:            500 * time.Millisecond,
+		HealthyThreshold:   2,
+		UnhealthyThreshold: 2,
 	}
+}
+
+// backends are backends of weight 1 at addrs.
+func backends(addrs ...string) []registry.BackendSpec {
+	bs := make([]registry.BackendSpec, len(addrs))
+	for i, a := range addrs {
+		bs[i] = registry.BackendSpec{Address: a, Weight: 1}
+	}
+	return bs
 }
 
 func TestParseGood(t *testing.T) {
@@ -137,41 +154,42 @@ func TestParseGood(t *testing.T) {
 			name: "minimal",
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:0"
-				c.TLS.Certificates = []Certificate{testCert}
-				c.Pools = []Pool{{Name: "app", Backends: []Backend{{Address: "127.0.0.1:9001", Weight: DefaultWeight}}}}
-				c.Routes = []Route{{PathPrefix: DefaultPathPrefix, Pool: "app"}}
+				c.TLS.Certificates = []wstls.CertFile{testCert}
+				c.Pools = []registry.PoolSpec{{Name: "app", Backends: backends("127.0.0.1:9001")}}
+				c.Routes = []proxy.Route{{PathPrefix: "/", Pool: "app"}}
 			},
 		},
 		{
 			name: "full",
 			want: func(c *Config) {
 				c.Listen = ":8443"
-				c.TLS.Certificates = []Certificate{testCert, testCert}
+				c.ReusePort = true
+				c.TLS.Certificates = []wstls.CertFile{testCert, testCert}
 				c.Admin.Listen = "[::1]:9999"
 				c.Admin.Pprof = true
-				c.Pools = []Pool{
+				c.Pools = []registry.PoolSpec{
 					{
 						Name: "chat",
-						Backends: []Backend{
+						Backends: []registry.BackendSpec{
 							{Address: "10.0.0.1:9001", Weight: 3},
 							{Address: "backend-2.internal:9001", Weight: 1},
 							{Address: "unix:/run/wsgate/chat.sock", Weight: 1},
 						},
-						HealthCheck: &HealthCheck{Path: "/ready", Interval: 5 * time.Second, Timeout: 5 * time.Second, HealthyThreshold: 1, UnhealthyThreshold: 4, ExpectedStatus: 204},
-						Policy:      "power_of_two",
+						Check:  &registry.HealthCheck{Path: "/ready", Interval: 5 * time.Second, Timeout: 5 * time.Second, HealthyThreshold: 1, UnhealthyThreshold: 4, ExpectedStatus: 204},
+						Policy: "power_of_two",
 					},
 					{
 						Name:     "feed",
-						Backends: []Backend{{Address: "127.0.0.1:9101", Weight: 1}},
-						HealthCheck: func() *HealthCheck {
+						Backends: backends("127.0.0.1:9101"),
+						Check: func() *registry.HealthCheck {
 							hc := defaultHealthCheck()
 							hc.Interval = 2 * time.Second
 							return hc
 						}(),
 					},
-					{Name: "42", Backends: []Backend{{Address: "127.0.0.1:9201", Weight: 16}}},
+					{Name: "42", Backends: []registry.BackendSpec{{Address: "127.0.0.1:9201", Weight: 16}}},
 				}
-				c.Routes = []Route{
+				c.Routes = []proxy.Route{
 					{Host: "WS.example.com", PathPrefix: "/chat", Pool: "chat", AllowedOrigins: []string{"https://app.example.com", "http://localhost:3000"}},
 					{Host: "127.0.0.1", PathPrefix: "/", Pool: "feed", AllowedOrigins: []string{}},
 					{Host: "", PathPrefix: "/", Pool: "42"},
@@ -185,17 +203,17 @@ func TestParseGood(t *testing.T) {
 			name: "anchors",
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:8443"
-				c.TLS.Certificates = []Certificate{testCert, testCert}
-				backends := []Backend{{Address: "127.0.0.1:9001", Weight: 1}, {Address: "127.0.0.1:9002", Weight: 1}}
+				c.TLS.Certificates = []wstls.CertFile{testCert, testCert}
+				bs := backends("127.0.0.1:9001", "127.0.0.1:9002")
 				a := defaultHealthCheck()
 				a.Path, a.Interval = "/live", 3*time.Second
 				b := defaultHealthCheck()
 				b.Path, b.Interval, b.UnhealthyThreshold = "/live", 4*time.Second, 5
-				c.Pools = []Pool{
-					{Name: "a", Backends: backends, HealthCheck: a},
-					{Name: "b", Backends: backends, HealthCheck: b},
+				c.Pools = []registry.PoolSpec{
+					{Name: "a", Backends: bs, Check: a},
+					{Name: "b", Backends: bs, Check: b},
 				}
-				c.Routes = []Route{{PathPrefix: "/a", Pool: "a"}, {PathPrefix: "/b", Pool: "b"}}
+				c.Routes = []proxy.Route{{PathPrefix: "/a", Pool: "a"}, {PathPrefix: "/b", Pool: "b"}}
 			},
 		},
 		{
@@ -203,8 +221,8 @@ func TestParseGood(t *testing.T) {
 			want: func(c *Config) {
 				c.Listen = ":443"
 				c.TLS = TLS{
-					Certificates: []Certificate{testCert},
-					ACME: &ACME{
+					Certificates: []wstls.CertFile{testCert},
+					ACME: &wstls.ACMEOptions{
 						Domains:         []string{"ws.example.com", "Chat.Example.com."},
 						Email:           "ops@example.com",
 						CacheDir:        "testdata/good/acme-cache",
@@ -214,26 +232,26 @@ func TestParseGood(t *testing.T) {
 					},
 					HTTPListen: ":80",
 				}
-				c.Pools = []Pool{{Name: "app", Backends: []Backend{{Address: "127.0.0.1:9001", Weight: 1}}}}
-				c.Routes = []Route{{PathPrefix: "/", Pool: "app"}}
+				c.Pools = []registry.PoolSpec{{Name: "app", Backends: backends("127.0.0.1:9001")}}
+				c.Routes = []proxy.Route{{PathPrefix: "/", Pool: "app"}}
 			},
 		},
 		{
 			name: "acme_only",
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:0"
-				c.TLS.ACME = &ACME{Domains: []string{"ws.example.com"}, CacheDir: "/var/lib/wsgate/acme", DirectoryURL: DefaultACMEDirectory}
-				c.Pools = []Pool{{Name: "app", Backends: []Backend{{Address: "127.0.0.1:9001", Weight: 1}}}}
-				c.Routes = []Route{{PathPrefix: "/", Pool: "app"}}
+				c.TLS.ACME = &wstls.ACMEOptions{Domains: []string{"ws.example.com"}, CacheDir: "/var/lib/wsgate/acme", DirectoryURL: "https://acme-v02.api.letsencrypt.org/directory"}
+				c.Pools = []registry.PoolSpec{{Name: "app", Backends: backends("127.0.0.1:9001")}}
+				c.Routes = []proxy.Route{{PathPrefix: "/", Pool: "app"}}
 			},
 		},
 		{
 			name: "flow",
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:8443"
-				c.TLS.Certificates = []Certificate{testCert}
-				c.Pools = []Pool{{Name: "app", Backends: []Backend{{Address: "localhost:9001", Weight: 1}}}}
-				c.Routes = []Route{{Host: "ws.example.com.", PathPrefix: "/", Pool: "app"}}
+				c.TLS.Certificates = []wstls.CertFile{testCert}
+				c.Pools = []registry.PoolSpec{{Name: "app", Backends: backends("localhost:9001")}}
+				c.Routes = []proxy.Route{{Host: "ws.example.com.", PathPrefix: "/", Pool: "app"}}
 			},
 		},
 	}
@@ -283,7 +301,7 @@ routes: [{pool: app}]
 	if err != nil {
 		t.Fatalf("Parse() error:\n%v", err)
 	}
-	want := []Certificate{{CertFile: filepath.Join(abs, "cert.pem"), KeyFile: filepath.Join(abs, "key.pem")}}
+	want := []wstls.CertFile{{CertFile: filepath.Join(abs, "cert.pem"), KeyFile: filepath.Join(abs, "key.pem")}}
 	if !reflect.DeepEqual(c.TLS.Certificates, want) {
 		t.Errorf("Parse() certificates = %+v, want %+v", c.TLS.Certificates, want)
 	}
@@ -346,5 +364,60 @@ func TestExamples(t *testing.T) {
 				t.Errorf("Load(%q) = %+v; want pools, routes and certificates", file, c)
 			}
 		})
+	}
+}
+
+// Options.Certificates stand in for tls.certificates: the document may
+// leave them, or the whole tls section, out.
+func TestParseWithCertificates(t *testing.T) {
+	pair, err := tls.LoadX509KeyPair("testdata/certs/cert.pem", "testdata/certs/key.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const rest = "pools: [{name: app, backends: [{address: \"127.0.0.1:9001\"}]}]\nroutes: [{pool: app}]\n"
+	tests := []struct {
+		name, doc string
+		certs     []tls.Certificate
+		wantErr   string
+	}{
+		{name: "no tls section", doc: "listen: \"127.0.0.1:0\"\n" + rest, certs: []tls.Certificate{pair}},
+		{name: "tls without certificates", doc: "listen: \"127.0.0.1:0\"\ntls: {http_listen: \":80\"}\n" + rest, certs: []tls.Certificate{pair}},
+		{name: "empty certificates", doc: "listen: \"127.0.0.1:0\"\ntls: {certificates: []}\n" + rest, certs: []tls.Certificate{pair}},
+		{name: "none at all", doc: "listen: \"127.0.0.1:0\"\n" + rest, wantErr: "mem.yaml:1:1: tls: required key is missing"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := Options{Certificates: tc.certs}.Parse("mem.yaml", []byte(tc.doc))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("Parse() error = %v, want %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Parse() error:\n%v", err)
+			}
+			if len(c.TLS.Certs) != 1 || len(c.TLS.Certificates) != 0 {
+				t.Errorf("Parse() TLS = %+v; want the one in-memory certificate and no files", c.TLS)
+			}
+		})
+	}
+}
+
+// Options.AdminListen replaces admin.listen, and is checked like it.
+func TestParseAdminListenOverride(t *testing.T) {
+	for _, file := range []string{"testdata/good/minimal.yaml", "testdata/good/full.yaml"} {
+		c, err := Options{AdminListen: "127.0.0.1:9191"}.Load(file)
+		if err != nil {
+			t.Fatalf("Load(%q) error:\n%v", file, err)
+		}
+		if c.Admin.Listen != "127.0.0.1:9191" {
+			t.Errorf("Load(%q) admin.listen = %q, want the override", file, c.Admin.Listen)
+		}
+	}
+	_, err := Options{AdminListen: "127.0.0.1"}.Load("testdata/good/minimal.yaml")
+	want := `testdata/good/minimal.yaml: admin.listen: invalid listen address "127.0.0.1" given in place of the file's: missing port; use host:port such as "127.0.0.1:8443" or ":8443" (port 0-65535)`
+	if err == nil || err.Error() != want {
+		t.Errorf("Load with a bad AdminListen: %v\nwant %s", err, want)
 	}
 }

@@ -1,8 +1,6 @@
 package config
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -11,8 +9,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	wstls "github.com/wsgate/wsgate/tls"
 )
 
 // Checks of single values. Each returns what is wrong with its argument,
@@ -157,29 +158,14 @@ func checkOrigin(s string) string {
 	return checkHost(u.Hostname())
 }
 
-// checkACMEDomain checks a name of tls.acme.domains: a DNS name of at
-// least two labels, without scheme, port, path or wildcard.
+// checkACMEDomain checks a value of tls.acme.domains: the tls package's
+// rule, and a well-formed host name.
 func checkACMEDomain(s string) string {
-	const hint = "; write a bare DNS name such as ws.example.com"
-	switch {
-	case s == "":
-		return "the name is empty" + hint
-	case strings.Contains(s, "://"):
-		return "it has a scheme" + hint
-	case strings.Contains(s, "/"):
-		return "it contains a slash" + hint
-	case strings.Contains(s, "*"):
-		return "wildcard certificates need the DNS-01 challenge, which wsgate's ACME client (autocert) cannot do; list each name, or serve the wildcard from a static certificate in tls.certificates"
-	case net.ParseIP(strings.Trim(s, "[]")) != nil:
-		return "an IP address; ACME certificates are obtained for DNS names only (use a static certificate for an IP address)"
-	case strings.Contains(s, ":"):
-		return "it has a port; the CA validates the name on ports 80 and 443" + hint
+	if err := wstls.CheckACMEDomain(s); err != nil {
+		return err.Error()
 	}
 	if problem := checkHost(s); problem != "" {
-		return problem + hint
-	}
-	if !strings.Contains(strings.TrimSuffix(s, "."), ".") {
-		return "a single-label name; certificates are issued for names with at least two labels, such as ws.example.com"
+		return problem + "; write a bare DNS name such as ws.example.com"
 	}
 	return ""
 }
@@ -221,16 +207,14 @@ func checkDirectoryURL(s string) string {
 	return checkHost(u.Hostname())
 }
 
-// checkCAFile checks that a CA bundle can be read and holds at least one
-// PEM certificate.
+// checkCAFile checks a CA bundle as the tls package loads it.
 func (d *decoder) checkCAFile(name string, n *yaml.Node, path string) {
-	data, err := readPEM(name)
-	if err != nil {
-		d.errorf(n, path, "cannot read CA file %q: %v; set it to a readable PEM file of CA certificates", name, err)
-		return
-	}
-	if !x509.NewCertPool().AppendCertsFromPEM(data) {
+	_, err := wstls.LoadCAFile(name)
+	switch {
+	case errors.Is(err, wstls.ErrNoCACertificate):
 		d.errorf(n, path, "CA file %q holds no PEM certificate; set it to a PEM file of CA certificates (-----BEGIN CERTIFICATE-----)", name)
+	case err != nil:
+		d.errorf(n, path, "cannot read CA file %q: %v; set it to a readable PEM file of CA certificates", name, unwrapPath(err))
 	}
 }
 
@@ -242,43 +226,30 @@ func (d *decoder) abs(p string) string {
 	return filepath.Join(d.dir, p)
 }
 
-// maxPEMSize bounds how much of a certificate or key file is read.
-const maxPEMSize = 1 << 20
-
 // checkKeyPair checks that c's files can be read and hold a certificate
-// and its private key, reporting at the node of the file concerned.
-func (d *decoder) checkKeyPair(c Certificate, certNode, keyNode *yaml.Node, path string) {
-	certPEM, err := readPEM(c.CertFile)
+// and its private key that the tls package can serve now, reporting at the
+// node of the file concerned.
+func (d *decoder) checkKeyPair(c wstls.CertFile, certNode, keyNode *yaml.Node, path string) {
+	certPEM, err := wstls.ReadPEM(c.CertFile)
 	if err != nil {
-		d.errorf(certNode, join(path, "cert_file"), "cannot read certificate file %q: %v; set cert_file to a readable PEM file", c.CertFile, err)
+		d.errorf(certNode, join(path, "cert_file"), "cannot read certificate file %q: %v; set cert_file to a readable PEM file", c.CertFile, unwrapPath(err))
 	}
-	keyPEM, kerr := readPEM(c.KeyFile)
+	keyPEM, kerr := wstls.ReadPEM(c.KeyFile)
 	if kerr != nil {
-		d.errorf(keyNode, join(path, "key_file"), "cannot read private key file %q: %v; set key_file to a readable PEM file", c.KeyFile, kerr)
+		d.errorf(keyNode, join(path, "key_file"), "cannot read private key file %q: %v; set key_file to a readable PEM file", c.KeyFile, unwrapPath(kerr))
 	}
 	if err != nil || kerr != nil {
 		return
 	}
-	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+	err = wstls.CheckKeyPair(certPEM, keyPEM, time.Now())
+	switch {
+	case errors.Is(err, wstls.ErrExpired), errors.Is(err, wstls.ErrNotYetValid):
+		d.errorf(certNode, join(path, "cert_file"), "certificate %q cannot be served now: %s; renew it, or check the system clock",
+			c.CertFile, strings.TrimPrefix(err.Error(), "tls: "))
+	case err != nil:
 		d.errorf(certNode, join(path, "cert_file"), "certificate %q and key %q do not form a pair: %s; use the PEM certificate and the private key it was issued for",
 			c.CertFile, c.KeyFile, strings.TrimPrefix(err.Error(), "tls: "))
 	}
-}
-
-// readPEM reads a certificate or key file, which must be a regular file of
-// reasonable size (so that a path such as /dev/zero cannot hang the check).
-func readPEM(name string) ([]byte, error) {
-	fi, err := os.Stat(name)
-	switch {
-	case err != nil:
-		return nil, unwrapPath(err)
-	case !fi.Mode().IsRegular():
-		return nil, errors.New("not a regular file")
-	case fi.Size() > maxPEMSize:
-		return nil, fmt.Errorf("larger than %d bytes", maxPEMSize)
-	}
-	data, err := os.ReadFile(name)
-	return data, unwrapPath(err)
 }
 
 // unwrapPath drops the operation and path from an *os.PathError, which the

@@ -128,21 +128,21 @@ func (c *Checker) reconcile(ctx context.Context, wg *sync.WaitGroup, pools []reg
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, b := range backends {
-		check := checks[b.Pool]
-		if check == nil {
+		if checks[b.Pool] == nil {
 			continue
 		}
+		check := withDefaults(*checks[b.Pool])
 		id := b.ID()
 		want[id] = true
 		if p, ok := c.probers[id]; ok {
-			if p.check == *check {
+			if p.check == check {
 				continue
 			}
 			p.cancel() // the check changed: restart with the new one
 			<-p.done
 		}
 		pctx, cancel := context.WithCancel(ctx)
-		p := &prober{id: id, check: *check, cancel: cancel, done: make(chan struct{}), passive: make(chan error, 1)}
+		p := &prober{id: id, check: check, cancel: cancel, done: make(chan struct{}), passive: make(chan error, 1)}
 		c.probers[id] = p
 		wg.Add(1)
 		go func() {

@@ -67,6 +67,29 @@ func testCheck() *registry.HealthCheck {
 	return &registry.HealthCheck{Path: "/healthz", Interval: time.Second, Timeout: 500 * time.Millisecond, HealthyThreshold: 2, UnhealthyThreshold: 2}
 }
 
+// A check's zero fields are probed with their defaults; set ones are kept.
+func TestZeroFieldsTakeDefaults(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		got := make(chan registry.HealthCheck, 1)
+		probe := func(_ context.Context, _ string, check registry.HealthCheck) error {
+			select {
+			case got <- check:
+			default:
+			}
+			return nil
+		}
+		_, _, stop := startChecker(t, &registry.HealthCheck{Timeout: 100 * time.Millisecond, ExpectedStatus: 204}, probe)
+		defer stop()
+		want := registry.HealthCheck{
+			Path: DefaultPath, Interval: DefaultInterval, Timeout: 100 * time.Millisecond,
+			HealthyThreshold: DefaultHealthyThreshold, UnhealthyThreshold: DefaultUnhealthyThreshold, ExpectedStatus: 204,
+		}
+		if check := <-got; check != want {
+			t.Errorf("probed with %+v, want %+v", check, want)
+		}
+	})
+}
+
 // startChecker runs a Checker over one pool with one backend inside the
 // current synctest bubble.
 func startChecker(t *testing.T, check *registry.HealthCheck, probe ProbeFunc) (*Checker, *registry.Store, func()) {

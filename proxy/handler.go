@@ -28,6 +28,8 @@ const (
 	DefaultDrainTimeout = 10 * time.Second
 	// DefaultWriteTimeout: see Options.WriteTimeout.
 	DefaultWriteTimeout = 30 * time.Second
+	// DefaultPathPrefix is the PathPrefix of a Route that has none.
+	DefaultPathPrefix = "/"
 	// retryAfter is the Retry-After value sent with 503, in seconds.
 	retryAfter = "1"
 )
@@ -55,7 +57,8 @@ type Route struct {
 	// Host matches the request's Host without any :port, case-insensitively.
 	// Empty matches any host.
 	Host string
-	// PathPrefix matches the start of the request path. Empty means "/".
+	// PathPrefix matches the start of the request path. Empty means
+	// DefaultPathPrefix.
 	PathPrefix string
 	// Pool is the balancer pool connections go to.
 	Pool string
@@ -189,7 +192,7 @@ func (h *Handler) SetRoutes(routes []Route) {
 	rs := make([]Route, len(routes))
 	for i, r := range routes {
 		r.Host = strings.ToLower(strings.TrimSuffix(r.Host, "."))
-		r.PathPrefix = cmp.Or(r.PathPrefix, "/")
+		r.PathPrefix = cmp.Or(r.PathPrefix, DefaultPathPrefix)
 		rs[i] = r
 	}
 	// Exact hosts before any-host; within each, the longest prefix first.

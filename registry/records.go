@@ -115,5 +115,10 @@ type PoolSpec struct {
 // BackendSpec is a backend as configuration describes it.
 type BackendSpec struct {
 	Address string
-	Weight  int
+	// Weight is the backend's share of connections relative to the others
+	// of its pool; below 1 (the zero value) it is DefaultWeight.
+	Weight int
 }
+
+// DefaultWeight is the weight of a backend that is given none.
+const DefaultWeight = 1

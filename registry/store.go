@@ -91,7 +91,7 @@ func (s *Store) Apply(pools []PoolSpec) (uint64, error) {
 			}
 		}
 		for _, bs := range p.Backends {
-			weight := max(bs.Weight, 1)
+			weight := max(bs.Weight, DefaultWeight)
 			obj, err := txn.First(tableBackends, indexID, p.Name, bs.Address)
 			if err != nil {
 				return 0, fmt.Errorf("registry: look up backend %s: %w", bs.Address, err)

@@ -105,27 +105,20 @@ func newACMESide(o *ACMEOptions, log *slog.Logger) (*acmeSide, error) {
 		errs = append(errs, fmt.Errorf("%w: no domains; list the names to obtain certificates for", ErrACMEOptions))
 	}
 	for _, d := range o.Domains {
-		name := normalizeName(d)
-		if problem := checkACMEDomain(name); problem != "" {
-			errs = append(errs, fmt.Errorf("%w: domain %q: %s", ErrACMEOptions, d, problem))
+		if err := CheckACMEDomain(d); err != nil {
+			errs = append(errs, fmt.Errorf("%w: domain %q: %w", ErrACMEOptions, d, err))
 			continue
 		}
-		domains[name] = true
+		domains[normalizeName(d)] = true
 	}
 	if o.CacheDir == "" {
 		errs = append(errs, fmt.Errorf("%w: no cache directory; certificates and the account key must survive restarts", ErrACMEOptions))
 	}
 	var rootCAs *x509.CertPool
 	if o.DirectoryCAFile != "" {
-		pemData, err := os.ReadFile(o.DirectoryCAFile)
-		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("read ACME directory CA file: %w", err))
-		default:
-			rootCAs = x509.NewCertPool()
-			if !rootCAs.AppendCertsFromPEM(pemData) {
-				errs = append(errs, fmt.Errorf("%w: ACME directory CA file %s holds no PEM certificate", ErrACMEOptions, o.DirectoryCAFile))
-			}
+		var err error
+		if rootCAs, err = LoadCAFile(o.DirectoryCAFile); err != nil {
+			errs = append(errs, fmt.Errorf("%w: ACME directory CA file: %w", ErrACMEOptions, err))
 		}
 	}
 	if len(errs) > 0 {
@@ -177,23 +170,6 @@ func newACMESide(o *ACMEOptions, log *slog.Logger) (*acmeSide, error) {
 	log.Info("acme enabled", slog.Any("domains", names), slog.String(keyDirectory, dirURL), slog.String(keyCacheDir, o.CacheDir))
 	cache.logCached(names)
 	return s, nil
-}
-
-// checkACMEDomain says what is wrong with a normalised ACME domain, or "".
-func checkACMEDomain(name string) string {
-	switch {
-	case name == "":
-		return "empty name"
-	case strings.Contains(name, "*"):
-		return "wildcards need the DNS-01 challenge, which autocert does not support; list each name"
-	case net.ParseIP(strings.Trim(name, "[]")) != nil:
-		return "an IP address; ACME certificates here are for DNS names"
-	case strings.ContainsAny(name, ":/"):
-		return "not a bare host name (no scheme, port or path)"
-	case !strings.Contains(name, "."):
-		return "a single-label name; the CA issues only for names with at least two labels"
-	}
-	return ""
 }
 
 // certificate answers a handshake for one of the ACME domains, or a

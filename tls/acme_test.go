@@ -154,12 +154,12 @@ func TestACMEOptionsErrors(t *testing.T) {
 		want []string
 	}{
 		{name: "no domains", opts: ACMEOptions{CacheDir: dir}, want: []string{"no domains"}},
-		{name: "wildcard", opts: ACMEOptions{Domains: []string{"*.example.com"}, CacheDir: dir}, want: []string{"wildcards need the DNS-01 challenge"}},
+		{name: "wildcard", opts: ACMEOptions{Domains: []string{"*.example.com"}, CacheDir: dir}, want: []string{"wildcard certificates need the DNS-01 challenge"}},
 		{name: "single label and IP", opts: ACMEOptions{Domains: []string{"localhost", "192.0.2.1"}, CacheDir: dir}, want: []string{"single-label", "IP address"}},
 		{name: "no cache dir", opts: ACMEOptions{Domains: []string{"a.example.com"}}, want: []string{"no cache directory"}},
 		{name: "cache dir is a file", opts: ACMEOptions{Domains: []string{"a.example.com"}, CacheDir: file}, want: []string{"create ACME cache directory"}},
 		{name: "CA file missing", opts: ACMEOptions{Domains: []string{"a.example.com"}, CacheDir: dir, DirectoryCAFile: filepath.Join(dir, "missing.pem")}, want: []string{"missing.pem"}},
-		{name: "CA file not PEM", opts: ACMEOptions{Domains: []string{"a.example.com"}, CacheDir: dir, DirectoryCAFile: notPEM}, want: []string{"holds no PEM certificate"}},
+		{name: "CA file not PEM", opts: ACMEOptions{Domains: []string{"a.example.com"}, CacheDir: dir, DirectoryCAFile: notPEM}, want: []string{"no PEM certificate in CA file"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

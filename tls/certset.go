@@ -119,11 +119,12 @@ func loadFile(f CertFile, now time.Time) (*certEntry, error) {
 	if f.CertFile == "" || f.KeyFile == "" {
 		return nil, fmt.Errorf("load certificate %q (key %q): both paths must be set", f.CertFile, f.KeyFile)
 	}
-	c, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
-	if err != nil {
+	certPEM, err := ReadPEM(f.CertFile)
+	keyPEM, kerr := ReadPEM(f.KeyFile)
+	if err := errors.Join(err, kerr); err != nil {
 		return nil, fmt.Errorf("load certificate %s (key %s): %w", f.CertFile, f.KeyFile, err)
 	}
-	e, err := newCertEntry(c, f.CertFile, now)
+	e, err := parseKeyPair(certPEM, keyPEM, f.CertFile, now)
 	if err != nil {
 		return nil, fmt.Errorf("load certificate %s (key %s): %w", f.CertFile, f.KeyFile, err)
 	}

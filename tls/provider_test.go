@@ -424,6 +424,14 @@ func TestNewProviderErrors(t *testing.T) {
 			wantIs: os.ErrNotExist,
 		},
 		{
+			name: "cert path is a directory",
+			opts: func(t *testing.T, dir string) (Options, []string) {
+				cf := validPair(t, "example.com").write(t, dir, "site")
+				cf.CertFile = dir
+				return Options{Files: []CertFile{cf}}, []string{dir + ": not a regular file"}
+			},
+		},
+		{
 			name: "empty paths",
 			opts: func(t *testing.T, dir string) (Options, []string) {
 				return Options{Files: []CertFile{{CertFile: "only.crt"}}}, []string{"only.crt"}

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/tls"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,36 +21,13 @@ const (
 	httpMaxHeaderBytes    = 8 << 10
 )
 
-// tlsOptions are the TLS provider's options for cfg. extra certificates
-// (the demo's in-memory one) are served after cfg's files.
-func tlsOptions(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) wstls.Options {
-	opts := wstls.Options{Files: certFiles(cfg), Certs: extra, Logger: log}
+// tlsOptions are the TLS provider's options for cfg.
+func tlsOptions(cfg *config.Config, log *slog.Logger) wstls.Options {
+	opts := wstls.Options{Files: cfg.TLS.Certificates, Certs: cfg.TLS.Certs, ACME: cfg.TLS.ACME, Logger: log}
 	if _, port, err := net.SplitHostPort(cfg.Listen); err == nil {
 		opts.HTTPSPort, _ = strconv.Atoi(port)
 	}
-	if a := cfg.TLS.ACME; a != nil {
-		opts.ACME = &wstls.ACMEOptions{
-			Domains:         a.Domains,
-			Email:           a.Email,
-			CacheDir:        a.CacheDir,
-			DirectoryURL:    a.DirectoryURL,
-			DirectoryCAFile: a.DirectoryCAFile,
-			RenewBefore:     a.RenewBefore,
-		}
-	}
 	return opts
-}
-
-// listenHTTP opens tls.http_listen, or returns nil when it is not set.
-func listenHTTP(cfg *config.Config) (net.Listener, error) {
-	if cfg.TLS.HTTPListen == "" {
-		return nil, nil
-	}
-	ln, err := net.Listen("tcp", cfg.TLS.HTTPListen)
-	if err != nil {
-		return nil, fmt.Errorf("listen (HTTP): %w", err)
-	}
-	return ln, nil
 }
 
 // httpServer is the server of the plain-HTTP listener: ACME HTTP-01

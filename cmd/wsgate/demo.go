@@ -1,14 +1,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	_ "embed"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"sync"
+	"text/template"
 	"time"
 
 	"github.com/wsgate/wsgate/backend"
@@ -16,14 +20,48 @@ import (
 	wstls "github.com/wsgate/wsgate/tls"
 )
 
+// demoYAML is the demo's configuration, a text/template of demoAddrs.
+//
+//go:embed demo.yaml
+var demoYAML string
+
+// demoAddrs are the addresses filled into demoYAML.
+type demoAddrs struct {
+	Listen, Admin string
+	Backends      []string
+}
+
+// demoConfig renders demoYAML with addrs and parses it as a file would be,
+// with opts (cert as its certificate).
+func demoConfig(addrs demoAddrs, cert tls.Certificate) (*config.Config, config.Options, error) {
+	tmpl, err := template.New("demo.yaml").Option("missingkey=error").Funcs(template.FuncMap{
+		// A JSON string is a YAML double-quoted scalar.
+		"quote": func(s string) (string, error) {
+			b, err := json.Marshal(s)
+			return string(b), err
+		},
+	}).Parse(demoYAML)
+	opts := config.Options{Certificates: []tls.Certificate{cert}}
+	if err != nil {
+		return nil, opts, err
+	}
+	var doc bytes.Buffer
+	if err := tmpl.Execute(&doc, addrs); err != nil {
+		return nil, opts, err
+	}
+	cfg, err := opts.Parse("(demo)", doc.Bytes())
+	return cfg, opts, err
+}
+
 // demoCmd runs wsgate on an embedded configuration: a self-signed
 // certificate made in memory, three reference backends in-process on
 // loopback, the proxy and the admin listener.
 func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("wsgate demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	listen := fs.String("listen", "127.0.0.1:8443", "TLS listener address")
-	adminListen := fs.String("admin", "127.0.0.1:9090", "admin listener address")
+	addrs := demoAddrs{}
+	fs.StringVar(&addrs.Listen, "listen", "127.0.0.1:8443", "TLS listener address")
+	fs.StringVar(&addrs.Admin, "admin", config.DefaultAdminListen, "admin listener address")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -49,53 +87,28 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	backendCtx, stopBackends := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { stopBackends(); wg.Wait() }()
-	check := &config.HealthCheck{
-		Path: config.DefaultHealthPath, Interval: config.DefaultHealthInterval, Timeout: config.DefaultHealthTimeout,
-		HealthyThreshold: config.DefaultHealthyThreshold, UnhealthyThreshold: config.DefaultUnhealthyThreshold,
-	}
-	pool := config.Pool{Name: "echo", HealthCheck: check}
 	for i := 1; i <= 3; i++ {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			fmt.Fprintln(stderr, "wsgate demo: listen (backend):", err)
 			return 1
 		}
-		id := fmt.Sprintf("backend-%d", i)
-		srv := backend.New(backend.Options{ID: id, Logger: log})
+		srv := backend.New(backend.Options{ID: fmt.Sprintf("backend-%d", i), Logger: log})
 		wg.Go(func() { _ = srv.Serve(backendCtx, ln) })
-		pool.Backends = append(pool.Backends, config.Backend{Address: ln.Addr().String(), Weight: config.DefaultWeight})
+		addrs.Backends = append(addrs.Backends, ln.Addr().String())
 	}
 
-	cfg := &config.Config{
-		Path:   "(demo)",
-		Listen: *listen,
-		Admin:  config.Admin{Listen: *adminListen},
-		// A chat room lives in one backend process, so the chat route goes
-		// to a pool of one; echo is balanced over all three.
-		Pools: []config.Pool{pool, {
-			Name:        "chat",
-			Backends:    pool.Backends[:1],
-			HealthCheck: check,
-		}},
-		Routes: []config.Route{
-			{PathPrefix: "/ws/chat", Pool: "chat"},
-			{PathPrefix: "/", Pool: "echo"},
-		},
-		Shutdown: config.Shutdown{
-			DrainTimeout: 3 * time.Second,
-		},
-		Limits: config.Limits{
-			MaxHeaderBytes: config.DefaultMaxHeaderBytes,
-			HeaderTimeout:  config.DefaultHeaderTimeout,
-			DialTimeout:    config.DefaultDialTimeout,
-			MaxAttempts:    config.DefaultMaxAttempts,
-		},
+	cfg, opts, err := demoConfig(addrs, pair)
+	if err != nil {
+		printErrors(stderr, err)
+		return 1
 	}
-	g, err := newGateway(cfg, []tls.Certificate{pair}, log)
+	g, lns, err := openGateway(ctx, cfg, opts, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsgate demo:", err)
 		return 1
 	}
+	defer lns.Close()
 
 	host := g.proxyLn.Addr().String()
 	fmt.Fprintf(stdout, `wsgate demo is running (Ctrl-C to stop)
@@ -109,8 +122,8 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 Three reference backends run in-process; /ws is balanced over all of
 them, /ws/chat goes to the first (a room lives in one process):
 `, host, g.adminURL())
-	for _, b := range pool.Backends {
-		fmt.Fprintf(stdout, "  %s\n", b.Address)
+	for _, addr := range addrs.Backends {
+		fmt.Fprintf(stdout, "  %s\n", addr)
 	}
 	fmt.Fprintf(stdout, `
 The certificate is self-signed and made at start-up, so tell the client

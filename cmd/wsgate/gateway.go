@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -19,15 +18,18 @@ import (
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/healthcheck"
+	"github.com/wsgate/wsgate/listener"
 	"github.com/wsgate/wsgate/proxy"
 	"github.com/wsgate/wsgate/registry"
 	wstls "github.com/wsgate/wsgate/tls"
 )
 
 // gateway is one running wsgate: the registry, balancer, TLS provider,
-// proxy and admin handlers assembled from a config, and their listeners.
+// proxy and admin handlers assembled from a config, serving on listeners
+// its caller opened and owns (see openGateway).
 type gateway struct {
 	cfg   *config.Config
+	opts  config.Options // cfg was read with them, and reloads are
 	log   *slog.Logger
 	store *registry.Store
 	bal   *balancer.Balancer
@@ -40,27 +42,29 @@ type gateway struct {
 	httpLn           net.Listener // nil without tls.http_listen
 }
 
-// newGateway assembles a gateway from cfg and opens its listeners. extra
-// certificates (the demo's in-memory one) are served after cfg's files.
-// It starts no goroutine.
-func newGateway(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) (*gateway, error) {
-	g := &gateway{cfg: cfg, log: log}
+// newGateway assembles a gateway from cfg, read with opts, that serves on
+// lns, the listeners of listenSpecs(cfg). It starts no goroutine.
+func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log *slog.Logger) (*gateway, error) {
+	g := &gateway{cfg: cfg, opts: opts, log: log, proxyLn: lns.Get(listener.TLS), adminLn: lns.Get(listener.Admin), httpLn: lns.Get(listener.HTTP)}
+	if g.proxyLn == nil || g.adminLn == nil || (g.httpLn == nil) != (cfg.TLS.HTTPListen == "") {
+		return nil, errors.New("the listeners are not those of the configuration")
+	}
 	var err error
 	if g.store, err = registry.New(); err != nil {
 		return nil, err
 	}
-	gen, err := g.store.Apply(poolSpecs(cfg))
+	gen, err := g.store.Apply(cfg.Pools)
 	if err != nil {
 		return nil, err
 	}
 	g.bal = balancer.New(g.store, balancer.Options{Logger: log})
 	g.check = healthcheck.New(g.store, healthcheck.Options{Logger: log})
 
-	if g.certs, err = wstls.NewProvider(tlsOptions(cfg, extra, log)); err != nil {
+	if g.certs, err = wstls.NewProvider(tlsOptions(cfg, log)); err != nil {
 		return nil, err
 	}
 	g.proxy = proxy.New(proxy.Options{
-		Routes:         routes(cfg),
+		Routes:         cfg.Routes,
 		Balancer:       g.bal,
 		Failures:       g.check,
 		DialTimeout:    cfg.Limits.DialTimeout,
@@ -72,18 +76,10 @@ func newGateway(cfg *config.Config, extra []tls.Certificate, log *slog.Logger) (
 		Logger:         log,
 	})
 	g.admin = admin.New(admin.Options{Store: g.store, Balancer: g.bal, Pprof: cfg.Admin.Pprof, Logger: log})
-
-	if g.proxyLn, err = proxy.Listen(context.Background(), "tcp", cfg.Listen); err != nil {
-		return nil, fmt.Errorf("listen (TLS): %w", err)
-	}
-	if g.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
-		g.proxyLn.Close()
-		return nil, fmt.Errorf("listen (admin): %w", err)
-	}
-	if g.httpLn, err = listenHTTP(cfg); err != nil {
-		g.proxyLn.Close()
-		g.adminLn.Close()
-		return nil, err
+	for _, l := range lns.All() {
+		if l.From != "" {
+			log.Info("listener inherited", slog.String("listener", l.Name), slog.String("addr", l.Addr().String()), slog.String("from", l.From))
+		}
 	}
 	log.Info("config loaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
 		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)))
@@ -99,42 +95,40 @@ func offIfZero(d time.Duration) time.Duration {
 	return d
 }
 
-func certFiles(cfg *config.Config) []wstls.CertFile {
-	files := make([]wstls.CertFile, len(cfg.TLS.Certificates))
-	for i, c := range cfg.TLS.Certificates {
-		files[i] = wstls.CertFile{CertFile: c.CertFile, KeyFile: c.KeyFile}
+// listenSpecs are the listeners cfg asks for. reuse_port applies to the
+// ones clients connect to, not to the admin listener, which each process
+// has to itself.
+func listenSpecs(cfg *config.Config) []listener.Spec {
+	specs := []listener.Spec{
+		{Name: listener.TLS, Address: cfg.Listen, ReusePort: cfg.ReusePort},
+		{Name: listener.Admin, Address: cfg.Admin.Listen},
 	}
-	return files
-}
-
-func poolSpecs(cfg *config.Config) []registry.PoolSpec {
-	specs := make([]registry.PoolSpec, len(cfg.Pools))
-	for i, p := range cfg.Pools {
-		specs[i].Name = p.Name
-		specs[i].Policy = p.Policy
-		if hc := p.HealthCheck; hc != nil {
-			specs[i].Check = &registry.HealthCheck{
-				Path:               hc.Path,
-				Interval:           hc.Interval,
-				Timeout:            hc.Timeout,
-				HealthyThreshold:   hc.HealthyThreshold,
-				UnhealthyThreshold: hc.UnhealthyThreshold,
-				ExpectedStatus:     hc.ExpectedStatus,
-			}
-		}
-		for _, b := range p.Backends {
-			specs[i].Backends = append(specs[i].Backends, registry.BackendSpec{Address: b.Address, Weight: b.Weight})
-		}
+	if cfg.TLS.HTTPListen != "" {
+		specs = append(specs, listener.Spec{Name: listener.HTTP, Address: cfg.TLS.HTTPListen, ReusePort: cfg.ReusePort})
 	}
 	return specs
 }
 
-func routes(cfg *config.Config) []proxy.Route {
-	rs := make([]proxy.Route, len(cfg.Routes))
-	for i, r := range cfg.Routes {
-		rs[i] = proxy.Route{Host: r.Host, PathPrefix: r.PathPrefix, Pool: r.Pool, AllowedOrigins: r.AllowedOrigins}
+// openGateway opens cfg's listeners, adopting those this process
+// inherited (from systemd socket activation, or handed over by the wsgate
+// process that started it), and assembles a gateway on them from cfg,
+// read with opts. The caller owns the listeners: it closes them when the
+// gateway has served. On error nothing stays open.
+func openGateway(ctx context.Context, cfg *config.Config, opts config.Options, log *slog.Logger) (*gateway, *listener.Set, error) {
+	in, err := listener.Inherit()
+	if err != nil {
+		return nil, nil, err
 	}
-	return rs
+	lns, err := listener.Open(ctx, listenSpecs(cfg), in)
+	if err != nil {
+		return nil, nil, err
+	}
+	g, err := newGateway(cfg, opts, lns, log)
+	if err != nil {
+		lns.Close()
+		return nil, nil, err
+	}
+	return g, lns, nil
 }
 
 var (
@@ -151,10 +145,11 @@ func (g *gateway) adminURL() string { return "http://" + g.adminLn.Addr().String
 // backends, weights, health checks and routes change for new connections;
 // established connections are not touched (a removed backend's connections
 // run on until they end). A file that fails validation, or certificates
-// that fail to load, change nothing. The listen addresses and limits are
-// fixed at start-up: a change to them is logged and ignored.
+// that fail to load, change nothing. The listeners (their addresses and
+// reuse_port) and limits are fixed at start-up: a change to them is
+// logged and ignored.
 func (g *gateway) reload() {
-	cfg, err := config.Load(g.cfg.Path)
+	cfg, err := g.opts.Load(g.cfg.Path)
 	if err != nil {
 		g.log.Error("reload rejected; the running config stays", slog.String("file", g.cfg.Path), slog.Uint64("generation", g.store.Generation()))
 		var joined interface{ Unwrap() []error }
@@ -167,21 +162,21 @@ func (g *gateway) reload() {
 		}
 		return
 	}
-	if err := g.certs.SetFiles(certFiles(cfg)); err != nil {
+	if err := g.certs.SetFiles(cfg.TLS.Certificates); err != nil {
 		g.log.Error("reload rejected; the running config stays", slog.String("file", cfg.Path), slog.Any("err", err))
 		return
 	}
-	gen, err := g.store.Apply(poolSpecs(cfg))
+	gen, err := g.store.Apply(cfg.Pools)
 	if err != nil {
 		g.log.Error("reload rejected; the running config stays", slog.String("file", cfg.Path), slog.Any("err", err))
 		return
 	}
-	g.proxy.SetRoutes(routes(cfg))
+	g.proxy.SetRoutes(cfg.Routes)
 	g.keepRestartOnlyTLS(cfg)
-	if cfg.Listen != g.cfg.Listen || cfg.Admin.Listen != g.cfg.Admin.Listen || cfg.Limits != g.cfg.Limits {
-		g.log.Warn("listen addresses and limits change only on restart; kept the running ones")
+	if cfg.Listen != g.cfg.Listen || cfg.ReusePort != g.cfg.ReusePort || cfg.Admin.Listen != g.cfg.Admin.Listen || cfg.Limits != g.cfg.Limits {
+		g.log.Warn("listen addresses, reuse_port and limits change only on restart; kept the running ones")
 	}
-	cfg.Listen, cfg.Admin.Listen, cfg.Limits = g.cfg.Listen, g.cfg.Admin.Listen, g.cfg.Limits
+	cfg.Listen, cfg.ReusePort, cfg.Admin.Listen, cfg.Limits = g.cfg.Listen, g.cfg.ReusePort, g.cfg.Admin.Listen, g.cfg.Limits
 	g.cfg = cfg
 	g.log.Info("config reloaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
 		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)))

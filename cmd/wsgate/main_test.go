@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -92,16 +93,17 @@ type gate struct {
 
 // gateConfig is what a test varies in the config file.
 type gateConfig struct {
-	backends []string
-	health   string // the pool's health_check block, indented for it, or ""
-	extra    string // more top-level YAML
+	listen, admin string // the listeners' addresses; "" is 127.0.0.1:0
+	backends      []string
+	health        string // the pool's health_check block, indented for it, or ""
+	extra         string // more top-level YAML
 }
 
 func (g *gate) writeConfig(t *testing.T, gc gateConfig) {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "listen: 127.0.0.1:0\ntls:\n  certificates:\n    - cert_file: %s\n      key_file: %s\n", g.certFile, g.keyFile)
-	b.WriteString("admin:\n  listen: 127.0.0.1:0\npools:\n  - name: app\n    backends:\n")
+	fmt.Fprintf(&b, "listen: %s\ntls:\n  certificates:\n    - cert_file: %s\n      key_file: %s\n", cmp.Or(gc.listen, "127.0.0.1:0"), g.certFile, g.keyFile)
+	fmt.Fprintf(&b, "admin:\n  listen: %s\npools:\n  - name: app\n    backends:\n", cmp.Or(gc.admin, "127.0.0.1:0"))
 	for _, addr := range gc.backends {
 		fmt.Fprintf(&b, "      - address: %s\n", addr)
 	}

@@ -17,6 +17,8 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("wsgate run", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "config file (required)")
+	var opts config.Options
+	fs.StringVar(&opts.AdminListen, "admin", "", "admin listener `address`, in place of the file's admin.listen (so that processes sharing a file and reuse_port have their own)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -30,16 +32,17 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wsgate run:", err)
 		return 2
 	}
-	cfg, err := config.Load(*path)
+	cfg, err := opts.Load(*path)
 	if err != nil {
 		printErrors(stderr, err)
 		return 1
 	}
-	g, err := newGateway(cfg, nil, log)
+	g, lns, err := openGateway(ctx, cfg, opts, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsgate run:", err)
 		return 1
 	}
+	defer lns.Close()
 	fmt.Fprintf(stdout, "wsgate: proxy listening on %s\n", g.proxyURL())
 	fmt.Fprintf(stdout, "wsgate: admin listening on %s\n", g.adminURL())
 	if g.httpLn != nil {

@@ -1,4 +1,4 @@
-package proxy
+package listener
 
 import (
 	"context"
@@ -59,17 +59,15 @@ func acceptOne(t *testing.T, ln net.Listener) net.Conn {
 // Accepted connections get their keep-alive from the listening socket,
 // with no setsockopt of their own.
 func TestListenKeepAliveIsInherited(t *testing.T) {
-	ln, err := Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	got := sockopts(t, acceptOne(t, ln))
-	secs := int(KeepAlive.Seconds())
-	want := map[string]int{"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": secs, "TCP_KEEPINTVL": secs, "TCP_KEEPCNT": keepAliveProbes, "TCP_NODELAY": 1}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("accepted connection: %s = %d, want %d", k, got[k], v)
+	for _, reusePort := range []bool{false, true} {
+		ln := open(t, Spec{Name: TLS, Address: "127.0.0.1:0", ReusePort: reusePort}).Get(TLS)
+		got := sockopts(t, acceptOne(t, ln))
+		secs := int(KeepAlive.Seconds())
+		want := map[string]int{"SO_KEEPALIVE": 1, "TCP_KEEPIDLE": secs, "TCP_KEEPINTVL": secs, "TCP_KEEPCNT": keepAliveProbes, "TCP_NODELAY": 1}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("accepted connection (reuse_port %v): %s = %d, want %d", reusePort, k, got[k], v)
+			}
 		}
 	}
 
