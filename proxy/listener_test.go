@@ -78,7 +78,9 @@ func TestAcceptLayerSetsClientAddressAndKeepsTheFastPath(t *testing.T) {
 		t.Errorf("X-Forwarded-For = %q, want the layer's address 203.0.113.7", got)
 	}
 	// The record-aware fast path survives the layer: the idle tunnel parks.
-	waitFor(t, "both directions to park", func() bool { return parked(p) == 2 })
+	if parkingSupported() {
+		waitFor(t, "both directions to park", func() bool { return parked(p) == 2 })
+	}
 	if err := c.WriteMessage(websocket.TextMessage, []byte("after parking")); err != nil {
 		t.Fatal(err)
 	}

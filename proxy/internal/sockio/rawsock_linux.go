@@ -1,6 +1,9 @@
+//go:build linux && !wsgate_portable
+
 package sockio
 
 import (
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -73,6 +76,9 @@ type rawSock struct {
 	wtimeout time.Duration // 0: none; set before the first write
 	limit    time.Time     // a bound on every write (the drain deadline); zero: none
 	aborted  atomic.Bool   // abortWrites was called; written under dmu
+	// queued is the send queue's length when the write timeout was last
+	// armed (see progressed).
+	queued int
 }
 
 // newRawSock returns c's rawSock, or nil if c has no RawConn.
@@ -151,7 +157,12 @@ func (s *rawSock) Write(p []byte) (int, error) {
 			}
 		})
 	} else {
-		err = s.raw.Write(s.writeFn)
+		for {
+			err = s.raw.Write(s.writeFn)
+			if err == nil || s.stuckAt < 0 || !errors.Is(err, os.ErrDeadlineExceeded) || !s.progressed() {
+				break
+			}
+		}
 	}
 	n := s.wn
 	if err == nil {
@@ -173,7 +184,7 @@ func (s *rawSock) doWrite(fd uintptr) bool {
 		case syscall.EINTR:
 		case syscall.EAGAIN:
 			if s.wtimeout > 0 && s.stuckAt != s.wn {
-				s.arm()
+				s.arm(fd)
 			}
 			return false // wait until writable
 		default:
@@ -185,21 +196,57 @@ func (s *rawSock) doWrite(fd uintptr) bool {
 }
 
 // arm sets the write deadline wtimeout from now (or the limit, if that
-// comes first): the peer has taken nothing since the last arm, or was
+// comes first): the write has made progress since the last arm, or was
 // never waited for. Called with wmu held, from inside the RawConn's
 // write callback: a deadline change takes no lock the callback holds.
-func (s *rawSock) arm() {
+func (s *rawSock) arm(fd uintptr) {
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
 	s.stuckAt = s.wn
 	if s.aborted.Load() {
 		return // its deadline is in the past already
 	}
+	s.queued = sendQueue(fd)
+	s.setTimeoutLocked()
+}
+
+func (s *rawSock) setTimeoutLocked() {
 	d := time.Now().Add(s.wtimeout)
 	if !s.limit.IsZero() && s.limit.Before(d) {
 		d = s.limit
 	}
 	_ = s.conn.SetWriteDeadline(d)
+}
+
+// progressed reports, when the write timeout has passed, whether the peer
+// took bytes all the same, and then arms the timeout again. The socket
+// becomes writable only when a good part of its send buffer is free (a
+// third, on Linux), so a slow reader can take bytes for a long time
+// without the write moving on; the send queue's length says whether it
+// did. Past the limit (the drain deadline), or once aborted, it is false.
+func (s *rawSock) progressed() bool {
+	s.dmu.Lock()
+	defer s.dmu.Unlock()
+	if s.aborted.Load() || (!s.limit.IsZero() && !time.Now().Before(s.limit)) {
+		return false
+	}
+	queued := -1
+	if err := s.raw.Control(func(fd uintptr) { queued = sendQueue(fd) }); err != nil || queued < 0 || queued >= s.queued {
+		return false
+	}
+	s.queued = queued
+	s.setTimeoutLocked()
+	return true
+}
+
+// sendQueue is the number of bytes in the socket's send queue that the
+// peer has not yet taken (SIOCOUTQ), or -1 if it cannot say.
+func sendQueue(fd uintptr) int {
+	var n int32
+	if _, _, errno := syscall.RawSyscall(syscall.SYS_IOCTL, fd, syscall.TIOCOUTQ, uintptr(unsafe.Pointer(&n))); errno != 0 {
+		return -1
+	}
+	return int(n)
 }
 
 // disarm puts the write deadline back once a write that armed it is done.

@@ -1,0 +1,5 @@
+//go:build !linux || wsgate_portable
+
+package sockio
+
+const fastPath = false
