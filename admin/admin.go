@@ -1,18 +1,22 @@
 // Package admin serves wsgate's admin listener: /healthz for load
 // balancers and supervisors in front of wsgate, the JSON API over the
-// backend registry (/api/backends, drain and undrain), and the dashboard.
+// backend registry (/api/backends, drain and undrain), a stream of
+// snapshots for the dashboard (/api/events) and the dashboard page itself.
 //
 // It reads state from the registry and connection counts from the
 // balancer; its only writes are an operator's drain and undrain.
 package admin
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -24,6 +28,18 @@ import (
 type Options struct {
 	Store    *registry.Store
 	Balancer *balancer.Balancer
+	// Totals returns the upgrades since start by result ("ok",
+	// "no_backend", ...) and the ended tunnels since start by close code
+	// ("1000", "1001", "none", ...), both cumulative. The dashboard charts
+	// their rates. It is called once a second per open dashboard, so it
+	// must be cheap and safe for concurrent use, and the maps it returns
+	// must not be written afterwards. Nil means the dashboard has no such
+	// charts.
+	Totals func() (upgrades map[string]int64, closes map[string]int64)
+	// Token, when not empty, is the bearer token every request must carry
+	// (Authorization: Bearer TOKEN), except GET /healthz and the dashboard
+	// page GET /, which holds no data; others get 401.
+	Token string
 	// Pprof mounts net/http/pprof's handlers under /debug/pprof/.
 	Pprof bool
 	// Logger nil means slog.Default().
@@ -32,22 +48,47 @@ type Options struct {
 
 // Server is the admin http.Handler. It is safe for concurrent use.
 type Server struct {
-	store *registry.Store
-	bal   *balancer.Balancer
-	log   *slog.Logger
-	mux   *http.ServeMux
+	store  *registry.Store
+	bal    *balancer.Balancer
+	totals func() (map[string]int64, map[string]int64)
+	token  []byte
+	log    *slog.Logger
+	mux    *http.ServeMux
 
 	shuttingDown atomic.Bool
+	stopping     chan struct{} // closed by ShuttingDown
+	stopOnce     sync.Once
+
+	// Event streams (see events.go). Tests change the first two.
+	maxStreams  int
+	countsEvery time.Duration
+	streams     atomic.Int64  // being served
+	closed      chan struct{} // closed by Close: streams end
+	closeOnce   sync.Once
 }
 
 // New returns an admin Server.
 func New(opts Options) *Server {
-	s := &Server{store: opts.Store, bal: opts.Balancer, log: opts.Logger, mux: http.NewServeMux()}
+	s := &Server{
+		store:       opts.Store,
+		bal:         opts.Balancer,
+		totals:      opts.Totals,
+		log:         opts.Logger,
+		mux:         http.NewServeMux(),
+		stopping:    make(chan struct{}),
+		maxStreams:  maxStreams,
+		countsEvery: countsEvery,
+		closed:      make(chan struct{}),
+	}
+	if opts.Token != "" {
+		s.token = []byte(opts.Token)
+	}
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
 	s.mux.HandleFunc("GET /api/backends", s.backends)
+	s.mux.HandleFunc("GET /api/events", s.events)
 	s.mux.HandleFunc("POST /api/backends/drain", func(w http.ResponseWriter, r *http.Request) { s.setDraining(w, r, true) })
 	s.mux.HandleFunc("POST /api/backends/undrain", func(w http.ResponseWriter, r *http.Request) { s.setDraining(w, r, false) })
 	s.mux.HandleFunc("GET /{$}", s.dashboard)
@@ -62,24 +103,62 @@ func New(opts Options) *Server {
 }
 
 // ServeHTTP serves the admin API.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.token != nil && !public(r) && !s.authorized(r) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="wsgate admin"`)
+		writeError(w, http.StatusUnauthorized, "this admin listener requires a token: Authorization: Bearer TOKEN")
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+}
 
-// ShuttingDown makes /healthz answer 503 from now on.
-func (s *Server) ShuttingDown() { s.shuttingDown.Store(true) }
+// public reports whether r may be served without the token: the health
+// check, and the dashboard page, which is static and asks for the token
+// itself.
+func public(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	return r.URL.Path == "/healthz" || r.URL.Path == "/"
+}
+
+func (s *Server) authorized(r *http.Request) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), s.token) == 1
+}
+
+// ShuttingDown makes /healthz answer 503 from now on, and tells the
+// dashboards watching.
+func (s *Server) ShuttingDown() {
+	s.shuttingDown.Store(true)
+	s.stopOnce.Do(func() { close(s.stopping) })
+}
+
+// Close ends the event streams being served and refuses new ones, so that
+// http.Server.Shutdown, which waits for requests in flight, is not held up
+// by a dashboard left open. The server from HTTPServer calls it on
+// Shutdown; a caller that serves s on another server calls it before
+// shutting that down. The other endpoints are served as before.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closed) })
+}
 
 // HTTPServer returns an *http.Server for the admin handler with sane
-// timeouts.
+// timeouts. Its Shutdown ends the event streams (see Close).
 func (s *Server) HTTPServer() *http.Server {
-	return &http.Server{
+	srv := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
-		// Long enough for a 30 s CPU profile.
+		// Long enough for a 30 s CPU profile. The event stream moves its
+		// own write deadline along.
 		WriteTimeout:   60 * time.Second,
 		IdleTimeout:    time.Minute,
 		MaxHeaderBytes: 16 << 10,
 		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	srv.RegisterOnShutdown(s.Close)
+	return srv
 }
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
@@ -107,18 +186,23 @@ func (s *Server) backends(w http.ResponseWriter, _ *http.Request) {
 	all, _ := s.store.Backends()
 	out := make([]BackendStatus, 0, len(all))
 	for _, b := range all {
-		active, total := s.bal.Counts(b.ID())
-		out = append(out, BackendStatus{
-			Pool:              b.Pool,
-			Address:           b.Address,
-			State:             string(b.State()),
-			Weight:            b.Weight,
-			HealthReason:      b.HealthReason,
-			ActiveConnections: active,
-			TotalConnections:  total,
-		})
+		out = append(out, s.status(b))
 	}
 	writeJSON(w, http.StatusOK, out)
+}
+
+// status is b as the API shows it, with the balancer's counts.
+func (s *Server) status(b registry.Backend) BackendStatus {
+	active, total := s.bal.Counts(b.ID())
+	return BackendStatus{
+		Pool:              b.Pool,
+		Address:           b.Address,
+		State:             string(b.State()),
+		Weight:            b.Weight,
+		HealthReason:      b.HealthReason,
+		ActiveConnections: active,
+		TotalConnections:  total,
+	}
 }
 
 type backendRef struct {
@@ -157,11 +241,7 @@ func (s *Server) setDraining(w http.ResponseWriter, r *http.Request, draining bo
 		writeError(w, http.StatusNotFound, "no backend "+ref.Address+" in pool "+ref.Pool)
 		return
 	}
-	active, total := s.bal.Counts(id)
-	writeJSON(w, http.StatusOK, BackendStatus{
-		Pool: b.Pool, Address: b.Address, State: string(b.State()), Weight: b.Weight,
-		HealthReason: b.HealthReason, ActiveConnections: active, TotalConnections: total,
-	})
+	writeJSON(w, http.StatusOK, s.status(b))
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -127,8 +127,18 @@ func TestDashboard(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), "/api/backends") {
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "/api/events") {
 		t.Errorf("GET / = %d, want the dashboard page", resp.StatusCode)
+	}
+	// Self-contained: it loads nothing (an air-gapped host has no CDN), and
+	// its policy would not let it.
+	for _, ref := range []string{`src=`, `href="http`, `@import`, `url(`} {
+		if strings.Contains(string(body), ref) {
+			t.Errorf("the dashboard page contains %q, want no external asset", ref)
+		}
+	}
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "http") {
+		t.Errorf("dashboard Content-Security-Policy = %q, want default-src 'none' and no other origin", csp)
 	}
 	resp, err = http.Get(ts.URL + "/nope")
 	if err != nil {
