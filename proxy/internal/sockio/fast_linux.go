@@ -27,6 +27,7 @@ func newFast(c net.Conn, writeTimeout time.Duration) Conn {
 		if s == nil {
 			return nil
 		}
+		s.enableInq()
 		s.wtimeout = writeTimeout
 		sc := &sockConn{Conn: c, s: s}
 		sc.relayFn = sc.relayRound
@@ -57,11 +58,10 @@ type sockConn struct {
 // then returns false and the runtime waits for readiness: the readiness
 // the poller records is reset only when a RawConn.Read call begins, never
 // between the callback's rounds, so data that arrives meanwhile is not
-// missed. A short read is no proof that the socket is empty: a FIN that
-// came with the last bytes is taken by the read that returns them and
-// raises no readiness of its own, so only EAGAIN says the socket is empty
-// (stopping at a short read once left such FINs unseen until the parking
-// sweep came by, 0.5-1 s later).
+// missed. It waits after a read only when the socket is known to be
+// empty, its end included (see readInto: stopping at a short read once
+// left a FIN that came with the last bytes unseen until the parking sweep
+// came by, 0.5-1 s later).
 func (c *sockConn) Relay(fn func([]byte) (int, error)) error {
 	if stop, err := c.left.deliver(fn); stop {
 		return err
@@ -77,7 +77,7 @@ func (c *sockConn) Relay(fn func([]byte) (int, error)) error {
 
 func (c *sockConn) relayRound(fd uintptr) bool {
 	for {
-		bp, n, err, wait := readSock(fd, c.s.network)
+		bp, n, err, wait, more := c.s.readSock(fd)
 		if wait {
 			return false
 		}
@@ -88,6 +88,9 @@ func (c *sockConn) relayRound(fd uintptr) bool {
 		if stop, ferr := handOver(&c.left, c.fn, bp, 0, n); stop {
 			c.res = ferr
 			return true
+		}
+		if !more {
+			return false // drained: wait for the next burst
 		}
 	}
 }
@@ -153,9 +156,13 @@ func (c *tlsConn) Relay(fn func([]byte) (int, error)) error {
 
 func (c *tlsConn) relayRound(fd uintptr) bool {
 	rc := c.rc
+	drained := false // the last read emptied the socket, end included
 	for {
 		if rc.bp == nil {
-			bp, n, err, wait := readSock(fd, rc.sock.network)
+			if drained {
+				return false // wait for the next burst
+			}
+			bp, n, err, wait, more := rc.sock.readSock(fd)
 			if wait {
 				return false
 			}
@@ -164,6 +171,7 @@ func (c *tlsConn) relayRound(fd uintptr) bool {
 				return true
 			}
 			rc.bp, rc.r, rc.w = bp, 0, n
+			drained = !more
 		}
 		bp, n, err := c.readRecords(false)
 		if n > 0 {

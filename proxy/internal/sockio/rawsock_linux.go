@@ -50,6 +50,14 @@ type rawSock struct {
 	network string
 	conn    net.Conn // the socket's, for write deadlines
 
+	// inq: TCP_INQ is on, and reads are recvmsg(2) calls that say how many
+	// bytes the receive queue still holds (see readInto). msg, iov and
+	// cbuf are the reader's.
+	inq  bool
+	msg  syscall.Msghdr
+	iov  syscall.Iovec
+	cbuf [32]byte
+
 	// Reading: next reads into a pooled buffer, Read into the caller's.
 	nextFn, readFn func(fd uintptr) bool // bound on first use
 	rp             []byte                // Read's buffer
@@ -112,7 +120,7 @@ func (s *rawSock) next() (*[]byte, int, error) {
 
 func (s *rawSock) doNext(fd uintptr) bool {
 	var wait bool
-	s.bp, s.rn, s.rerr, wait = readSock(fd, s.network)
+	s.bp, s.rn, s.rerr, wait, _ = s.readSock(fd)
 	return !wait
 }
 
@@ -135,7 +143,7 @@ func (s *rawSock) Read(p []byte) (int, error) {
 
 func (s *rawSock) doRead(fd uintptr) bool {
 	var wait bool
-	s.rn, s.rerr, wait = readInto(fd, s.rp, s.network)
+	s.rn, s.rerr, wait, _ = s.readInto(fd, s.rp)
 	return !wait
 }
 
@@ -314,33 +322,89 @@ func (s *rawSock) shutdownWrite() error {
 
 // readSock reads the socket fd into a pooled buffer. It returns the
 // buffer and n > 0, or the error that ended the socket (io.EOF at its
-// end), or wait when there is nothing to read yet.
-func readSock(fd uintptr, network string) (bp *[]byte, n int, err error, wait bool) {
+// end), or wait when there is nothing to read yet; more as readInto.
+func (s *rawSock) readSock(fd uintptr) (bp *[]byte, n int, err error, wait, more bool) {
 	bp = getBuf()
-	n, err, wait = readInto(fd, *bp, network)
+	n, err, wait, more = s.readInto(fd, *bp)
 	if n == 0 {
 		putBuf(bp)
 		bp = nil
 	}
-	return bp, n, err, wait
+	return bp, n, err, wait, more
 }
 
 // readInto reads the socket fd into p (len(p) > 0): n > 0 bytes, or the
 // error that ended the socket (io.EOF at its end), or wait when there is
 // nothing to read yet.
-func readInto(fd uintptr, p []byte, network string) (n int, err error, wait bool) {
+//
+// more reports whether the socket may hold more after the n bytes: more
+// bytes, or its end. A short read does not tell: a FIN that came with the
+// last bytes is taken by the read that returns them, raises no readiness
+// of its own, and only the next read says EOF. With TCP_INQ the kernel
+// answers the question with each read (it counts a FIN already taken as
+// one byte still to read), so a relay waits for readiness right after the
+// read that drained the socket; without it, more is always true and the
+// relay reads until EAGAIN, one system call more per burst.
+func (s *rawSock) readInto(fd uintptr, p []byte) (n int, err error, wait, more bool) {
 	for {
-		n, errno := sysRead(fd, p)
+		var (
+			errno syscall.Errno
+			inq   = -1
+		)
+		if s.inq {
+			n, inq, errno = s.recvInq(fd, p)
+		} else {
+			n, errno = sysRead(fd, p)
+		}
 		switch {
 		case errno == syscall.EINTR:
 			continue
 		case errno == syscall.EAGAIN:
-			return 0, nil, true
+			return 0, nil, true, false
 		case errno != 0:
-			return 0, opError("read", network, errno), false
+			return 0, opError("read", s.network, errno), false, false
 		case n == 0:
-			return 0, io.EOF, false
+			return 0, io.EOF, false, false
 		}
-		return n, nil, false
+		return n, nil, false, inq != 0
 	}
+}
+
+// tcpInq is TCP_INQ, the socket option and its control message's type.
+const tcpInq = 36
+
+// enableInq turns TCP_INQ on for a TCP socket (see readInto).
+func (s *rawSock) enableInq() {
+	if s.network != "tcp" && s.network != "tcp4" && s.network != "tcp6" {
+		return
+	}
+	var errno syscall.Errno
+	err := s.raw.Control(func(fd uintptr) {
+		one := int32(1)
+		_, _, errno = syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, fd, syscall.IPPROTO_TCP, tcpInq, uintptr(unsafe.Pointer(&one)), 4, 0)
+	})
+	s.inq = err == nil && errno == 0
+}
+
+// recvInq is recvmsg(2) into p with the TCP_INQ control message: the bytes
+// read, and the receive queue's length after them (-1 when the message
+// did not come).
+func (s *rawSock) recvInq(fd uintptr, p []byte) (n, inq int, errno syscall.Errno) {
+	s.iov.Base = unsafe.SliceData(p)
+	s.iov.SetLen(len(p))
+	s.msg = syscall.Msghdr{Iov: &s.iov, Iovlen: 1, Control: &s.cbuf[0]}
+	s.msg.SetControllen(len(s.cbuf))
+	r, _, errno := syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&s.msg)), 0)
+	s.iov.Base = nil // the pooled buffer is not the socket's to keep
+	if errno != 0 {
+		return 0, -1, errno
+	}
+	inq = -1
+	if s.msg.Controllen >= uint64(syscall.CmsgLen(4)) {
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&s.cbuf[0]))
+		if h.Level == syscall.IPPROTO_TCP && h.Type == tcpInq {
+			inq = int(*(*int32)(unsafe.Pointer(&s.cbuf[syscall.CmsgLen(0)])))
+		}
+	}
+	return int(r), inq, 0
 }

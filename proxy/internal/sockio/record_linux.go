@@ -53,6 +53,7 @@ func newRecordConn(c *net.TCPConn) *recordConn {
 	if sock == nil {
 		return nil
 	}
+	sock.enableInq()
 	return &recordConn{TCPConn: c, sock: sock}
 }
 
