@@ -42,6 +42,7 @@ func (cs *conns) add(t *tunnel) {
 	}
 	cs.m[t] = struct{}{}
 	if cs.stopping {
+		t.setReason(ReasonShutdown)
 		t.goAway(cs.deadline)
 	}
 }
@@ -96,6 +97,7 @@ func (cs *conns) goAway(deadline time.Time) {
 	defer cs.mu.Unlock()
 	cs.stopping, cs.deadline = true, deadline
 	for t := range cs.m {
+		t.setReason(ReasonShutdown)
 		t.goAway(deadline)
 	}
 }

@@ -38,21 +38,35 @@ type copier struct {
 
 	// Parking (park.go).
 	state      atomic.Int32 // stateRunning, stateWaiting or stateParked
-	waitSince  atomic.Int64 // Handler.epoch when the current wait began
+	waitSince  atomic.Int64 // Handler.epoch of src's last bytes
+	pingDue    atomic.Bool  // down only: send the client a ping at the next frame boundary
 	parkReq    atomic.Bool  // requestPark woke this copier to park
 	parkedOn   *sockio.Parker
 	parkedSock sockio.Pollable
 
-	wfailed  bool        // the last error came from writing dst
-	sawClose bool        // src's close frame has passed (and was noted)
-	dstStuck atomic.Bool // dst accepted nothing for the write timeout
-	srcStuck atomic.Bool // src is the other direction's stuck dst
+	wfailed  bool // the last error came from writing dst
+	sawClose bool // src's close frame has passed (and was noted)
+
+	// gate holds a frame header's first bytes while a message size limit
+	// waits for the rest of it; sendFn is send, bound once.
+	gate   limitGate
+	sendFn func([]byte) error
+	// cut: nothing more of src goes to dst, whose stream stands at a frame
+	// boundary (a message over the limit was refused).
+	cut atomic.Bool
+	// goAwayCode is the code of the close frame goAway sends dst; 0 means
+	// CloseGoingAway.
+	goAwayCode atomic.Uint32
+	dstStuck   atomic.Bool // dst accepted nothing for the write timeout
+	srcStuck   atomic.Bool // src is the other direction's stuck dst
 }
 
 // newCopier returns the copier from src to dst.
 func newCopier(t *tunnel, src, dst sockio.Conn, toServer bool) *copier {
 	c := &copier{t: t, src: src, dst: dst, toServer: toServer}
 	c.relayFn = c.relayBytes
+	c.sendFn = c.send
+	c.waitSince.Store(t.h.epoch.Load())
 	return c
 }
 
@@ -127,16 +141,21 @@ func (c *copier) copy() error {
 		if c.t.stopping.Load() {
 			return c.goAway()
 		}
+		if c.pingDue.Load() {
+			c.ping()
+		}
 		c.beginWait()
 		err := c.src.Relay(c.relayFn)
 		c.endWait()
 		switch {
 		case c.wfailed:
 			return c.writeFailed(err)
+		case errors.Is(err, errMessageTooBig):
+			return c.refuseMessage()
 		case errors.Is(err, errStopping), c.wokenForShutdown(err):
 			continue
-		case c.wokenToPark(err):
-			if !c.t.stopping.Load() && c.tryPark() {
+		case c.woken(err):
+			if c.parkReq.Swap(false) && !c.pingDue.Load() && !c.t.stopping.Load() && c.tryPark() {
 				return errParked
 			}
 			continue
@@ -151,11 +170,19 @@ func (c *copier) relayBytes(p []byte) (int, error) {
 	if c.t.stopping.Load() {
 		return 0, errStopping
 	}
+	if c.toServer {
+		if limit := c.t.h.limits.Load().MaxMessageBytes; limit > 0 || c.gate.heldN > 0 {
+			return c.writeLimited(p, uint64(max(0, limit)))
+		}
+	}
 	if err := c.write(p); err != nil {
 		return len(p), err
 	}
-	// Busy, not idle: keep the parking sweep away.
+	// Busy, not idle: keep the sweep away.
 	c.waitSince.Store(c.t.h.epoch.Load())
+	if c.pingDue.Load() {
+		c.ping()
+	}
 	return len(p), nil
 }
 
@@ -170,6 +197,26 @@ func (c *copier) write(p []byte) error {
 		return err
 	}
 	return nil
+}
+
+// errMessageTooBig ends a direction at a message over the size limit.
+var errMessageTooBig = errors.New("proxy: message over the size limit")
+
+// writeLimited is write under a message size limit (see limitGate): it
+// stops at a header over the limit with nothing of its frame relayed, and
+// returns how many bytes of p the tracker took: the rest (the refused
+// frame's payload and what follows) is left for goAway to read and drop.
+func (c *copier) writeLimited(p []byte, limit uint64) (int, error) {
+	n, over, err := c.gate.feed(&c.tr, p, limit, c.sendFn)
+	if err != nil {
+		c.wfailed = true
+		return n, err
+	}
+	c.noteClose()
+	if over {
+		return n, errMessageTooBig
+	}
+	return n, nil
 }
 
 // send relays p to dst, for bytes the tracker has already seen.
@@ -196,6 +243,7 @@ func (c *copier) writeFailed(err error) error {
 	if c == t.up {
 		other = t.down
 	}
+	t.setReason(ReasonWriteTimeout)
 	c.dstStuck.Store(true)
 	other.srcStuck.Store(true)
 	t.h.log.LogAttrs(context.Background(), slog.LevelInfo, "peer stopped reading; tunnel closed",
@@ -203,7 +251,23 @@ func (c *copier) writeFailed(err error) error {
 		slog.String(keyBackend, t.lease.Address),
 		slog.String(keyRemoteAddr, t.remoteAddr),
 		slog.String("peer", string(c.dstSide())),
-		slog.Duration("write_timeout", t.h.writeTimeout))
+		slog.Duration("write_timeout", t.h.limits.Load().WriteTimeout))
+	t.goAway(time.Now().Add(abandonGrace))
+	return c.goAway()
+}
+
+// refuseMessage ends the tunnel after a client's message over the size
+// limit: the client gets close 1009 at the next frame boundary of the
+// backend's stream, the backend close 1001 now (its stream stands at a
+// frame boundary: nothing of the refused frame went to it).
+func (c *copier) refuseMessage() error {
+	t := c.t
+	limit := t.h.limits.Load().MaxMessageBytes
+	t.h.refuse(RefusedMaxMessageBytes, t.remoteAddr, slog.String(keyPool, t.pool), slog.Int64("max_message_bytes", limit))
+	t.setReason(ReasonMaxMessageBytes)
+	t.noteClose(ClosedByProxy, CloseMessageTooBig)
+	c.cut.Store(true)
+	t.down.goAwayCode.Store(CloseMessageTooBig)
 	t.goAway(time.Now().Add(abandonGrace))
 	return c.goAway()
 }
@@ -224,7 +288,7 @@ func (c *copier) goAway() error {
 	deadline := time.Unix(0, c.t.drainDeadline.Load())
 	_ = c.src.SetReadDeadline(deadline)
 	if !c.dstStuck.Load() {
-		if !c.tr.atBoundary() {
+		if !c.cut.Load() && !c.tr.atBoundary() {
 			if c.tr.broken {
 				return errNotWebSocket
 			}
@@ -232,9 +296,13 @@ func (c *copier) goAway() error {
 				return err
 			}
 		}
-		if !c.tr.closed {
-			c.t.noteClose(ClosedByProxy, CloseGoingAway)
-			if err := c.send(closeFrame(CloseGoingAway, goAwayReason, c.toServer)); err != nil {
+		if !c.tr.closed || c.cut.Load() {
+			code, reason := uint16(CloseGoingAway), goAwayReason
+			if cc := c.goAwayCode.Load(); cc != 0 {
+				code, reason = uint16(cc), "message too big"
+			}
+			c.t.noteClose(ClosedByProxy, code)
+			if err := c.send(closeFrame(code, reason, c.toServer)); err != nil {
 				return err
 			}
 		}

@@ -13,10 +13,14 @@ const (
 	maxFrameHeader = 14 // 2 + 8 (64-bit length) + 4 (mask key)
 
 	opClose = 0x8
+	opPing  = 0x9
 
 	// CloseGoingAway is the close code sent to both peers when the proxy
 	// shuts down (RFC 6455 7.4.1: "going away").
 	CloseGoingAway = 1001
+	// CloseMessageTooBig is the close code a client gets for a message
+	// over Limits.MaxMessageBytes (RFC 6455 7.4.1).
+	CloseMessageTooBig = 1009
 	// closeNoStatus stands for a close frame without a code (RFC 6455
 	// 7.4.1: 1005, never sent on the wire).
 	closeNoStatus = 1005
@@ -40,6 +44,13 @@ type frameTracker struct {
 	closeCode uint16
 	codeN     int     // bytes of the current close frame's code seen
 	mask      [4]byte // the current close frame's masking key (zero when unmasked)
+
+	// msgLen is the length of the data message in flight, its fragments
+	// so far together; limit, when not 0, is the most it may be: over is
+	// set (and consume stops) at the header that takes it past.
+	msgLen uint64
+	limit  uint64
+	over   bool
 	// broken is set when the bytes are not WebSocket framing; the tracker
 	// then stops (and never reports a boundary again).
 	broken bool
@@ -107,6 +118,9 @@ func (f *frameTracker) consume(p []byte, stopAtBoundary bool) int {
 			continue
 		}
 		f.startPayload()
+		if f.over {
+			return i // just past the header that made the message too big
+		}
 		if !f.inPayload && !f.broken {
 			f.endFrame() // an empty payload
 			if stopAtBoundary {
@@ -156,6 +170,15 @@ func (f *frameTracker) startPayload() {
 	case f.opcode&0x8 != 0 && (length > 125 || b0&0x80 == 0):
 		f.broken = true // control frames are short and never fragmented
 		return
+	}
+	switch f.opcode {
+	case 0x1, 0x2: // a text or binary message begins
+		f.msgLen = length
+	case 0x0: // continuation
+		f.msgLen += length
+	}
+	if f.limit > 0 && f.msgLen > f.limit && f.opcode < 0x8 {
+		f.over = true
 	}
 	if f.opcode == opClose && !f.closed {
 		f.closeCode, f.codeN, f.mask = 0, 0, [4]byte{}
@@ -213,4 +236,79 @@ func closeFrame(code uint16, reason string, masked bool) []byte {
 		}
 	}
 	return append(b, payload...)
+}
+
+// gate is advance for a stream whose messages are limited to limit bytes
+// (all fragments together; control frames do not count). It consumes p up
+// to a header that takes a message past the limit (the tracker then stands
+// just past that header, in its payload) and reports which of p's bytes
+// may be relayed: the first send of them. held is how many bytes of the
+// header in progress at p's start came in earlier chunks and were held
+// back by the caller. over reports a header over the limit; a header that
+// p ends inside is held back too (not in send). So no byte of a frame that
+// makes a message too big is ever relayed: its header's bytes are held
+// until the header is whole and judged.
+func (f *frameTracker) gate(p []byte, limit uint64, held int) (send int, over bool) {
+	f.limit = limit
+	n := f.consume(p, false)
+	f.limit = 0
+	over, f.over = f.over, false
+	switch {
+	case over:
+		// The offending header: the held one, finishing at n, or one
+		// whole in p.
+		if held > 0 && n == f.need-held {
+			return 0, true
+		}
+		return n - f.need, true
+	case !f.broken && !f.inPayload && f.hdrN > 0:
+		// p ends inside a header: hold back its bytes in p (all of p when
+		// it is still the held one).
+		inP := f.hdrN
+		if held > 0 && f.hdrN == held+n {
+			inP = n
+		}
+		return n - inP, false
+	}
+	return n, false
+}
+
+// limitGate holds back the bytes of a frame header that a chunk ends
+// inside, for frameTracker.gate, until the header is whole and judged.
+type limitGate struct {
+	held  [maxFrameHeader]byte
+	heldN int
+}
+
+// feed passes p through the tracker under the limit and emits what may be
+// relayed, in order: held header bytes once their header passed, then the
+// bytes of p that may go. It returns how many bytes of p the tracker took
+// (all of them, unless a header over the limit stopped it: then just past
+// that header) and whether that happened; err is emit's.
+func (g *limitGate) feed(f *frameTracker, p []byte, limit uint64, emit func([]byte) error) (n int, over bool, err error) {
+	held := g.heldN
+	send, over := f.gate(p, limit, held)
+	if held > 0 && send > 0 {
+		if err := emit(g.held[:held]); err != nil {
+			return len(p), over, err
+		}
+	}
+	if send > 0 {
+		if err := emit(p[:send]); err != nil {
+			return len(p), over, err
+		}
+	}
+	switch {
+	case over:
+		g.heldN = 0
+		if held > 0 && send == 0 {
+			return f.need - held, true, nil
+		}
+		return send + f.need, true, nil // just past the refused header
+	case held > 0 && send == 0:
+		g.heldN += copy(g.held[held:], p) // still the same header
+	default:
+		g.heldN = copy(g.held[:], p[send:])
+	}
+	return len(p), false, nil
 }

@@ -190,3 +190,77 @@ func FuzzFrameHeader(f *testing.F) {
 		}
 	})
 }
+
+// gateStream feeds stream through a limitGate in chunks of step bytes and
+// returns what it emits, and where it stopped (len(stream) if it did not).
+func gateStream(stream []byte, step int, limit uint64) (emitted []byte, stop int) {
+	var (
+		tr frameTracker
+		g  limitGate
+	)
+	emit := func(p []byte) error {
+		emitted = append(emitted, p...)
+		return nil
+	}
+	off := 0
+	for off < len(stream) {
+		end := min(off+step, len(stream))
+		n, over, _ := g.feed(&tr, stream[off:end], limit, emit)
+		off += n
+		if over {
+			return emitted, off
+		}
+	}
+	return emitted, len(stream)
+}
+
+func TestLimitGate(t *testing.T) {
+	msg := func(n int) []byte { return frame(true, 2, n, true) }
+	ping := frame(true, 9, 125, true)
+	for _, tc := range []struct {
+		name   string
+		stream []byte
+		limit  uint64
+		// want is how many bytes of stream may reach the backend: all of
+		// it, or up to the start of the refused frame.
+		want int
+	}{
+		{"under the limit", concat(msg(100), msg(1000)), 1000, 2*2 + 2*4 + 100 + 1000 + 2},
+		{"one byte over", concat(msg(100), msg(1001), msg(10)), 1000, 2 + 4 + 100},
+		{"over at once", msg(70000), 1000, 0},
+		{"fragments add up", concat(frame(false, 1, 400, true), frame(false, 0, 400, true), frame(true, 0, 400, true)), 1000, 2 * len(frame(false, 0, 400, true))},
+		{"control frames do not count", concat(frame(false, 1, 900, true), ping, frame(true, 0, 100, true)), 1000, len(concat(frame(false, 1, 900, true), ping, frame(true, 0, 100, true)))},
+		{"a new message starts from zero", concat(msg(900), msg(900)), 1000, 2 * (2 + 2 + 4 + 900)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, step := range []int{1, 2, 3, 5, 13, 64, 1 << 20} {
+				emitted, _ := gateStream(tc.stream, step, tc.limit)
+				if !bytes.Equal(emitted, tc.stream[:tc.want]) {
+					t.Errorf("step %d: emitted %d bytes, want the first %d of the stream", step, len(emitted), tc.want)
+				}
+			}
+		})
+	}
+}
+
+// FuzzLimitGate checks that what the gate lets through is a prefix of the
+// stream that ends at a frame boundary, the same whatever the chunking,
+// and that it never panics.
+func FuzzLimitGate(f *testing.F) {
+	f.Add(concat(frame(true, 2, 100, true), frame(true, 2, 2000, true)), 7, uint16(1000))
+	f.Add(concat(frame(false, 1, 400, true), frame(true, 9, 5, true), frame(true, 0, 700, true)), 1, uint16(1000))
+	f.Add([]byte{0x82, 0xff, 0, 0, 0, 0, 0, 0, 0x10, 0, 1, 2, 3, 4}, 3, uint16(10))
+	f.Fuzz(func(t *testing.T, stream []byte, step int, limit uint16) {
+		if step <= 0 || step > len(stream)+1 {
+			step = len(stream) + 1
+		}
+		whole, wholeStop := gateStream(stream, len(stream)+1, uint64(limit)+1)
+		split, splitStop := gateStream(stream, step, uint64(limit)+1)
+		if !bytes.Equal(whole, split) || wholeStop != splitStop {
+			t.Fatalf("whole: %d bytes, stop %d; in chunks of %d: %d bytes, stop %d", len(whole), wholeStop, step, len(split), splitStop)
+		}
+		if !bytes.HasPrefix(stream, whole) {
+			t.Fatal("the gate emitted bytes that are not the stream's")
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -26,11 +27,12 @@ const (
 	DefaultHeaderTimeout  = 10 * time.Second
 	// DefaultDrainTimeout bounds Shutdown when its context has no deadline.
 	DefaultDrainTimeout = 10 * time.Second
-	// DefaultWriteTimeout: see Options.WriteTimeout.
+	// DefaultWriteTimeout: see Limits.WriteTimeout.
 	DefaultWriteTimeout = 30 * time.Second
 	// DefaultPathPrefix is the PathPrefix of a Route that has none.
 	DefaultPathPrefix = "/"
-	// retryAfter is the Retry-After value sent with 503, in seconds.
+	// retryAfter is the Retry-After value sent with 503 when nothing says
+	// better, in seconds.
 	retryAfter = "1"
 )
 
@@ -100,12 +102,6 @@ type Options struct {
 	// MaxAttempts is how many backends an upgrade is tried on before the
 	// client gets 503. Zero means DefaultMaxAttempts.
 	MaxAttempts int
-	// MaxConnections bounds the WebSocket connections held at once,
-	// established or being set up; more get 503 with Retry-After. Zero
-	// means no limit. Set it below the file-descriptor limit (each
-	// connection holds two) so that the proxy refuses politely instead of
-	// failing to accept.
-	MaxConnections int
 	// MaxHeaderBytes bounds a request's line and headers; more gets 431.
 	// Zero means DefaultMaxHeaderBytes.
 	MaxHeaderBytes int
@@ -113,11 +109,8 @@ type Options struct {
 	// TLS handshake before them is the Listener's (HandshakeTimeout). Zero
 	// means DefaultHeaderTimeout.
 	HeaderTimeout time.Duration
-	// WriteTimeout bounds how long a tunnel's peer may accept no bytes while
-	// data waits for it (a client that stopped reading, say): the tunnel is
-	// then closed, and the other side gets a close frame with code 1001.
-	// Zero means DefaultWriteTimeout; negative means none.
-	WriteTimeout time.Duration
+	// Limits bound what clients and tunnels may do; see SetLimits.
+	Limits Limits
 	// Observer learns of upgrades, tunnel ends and refusals, for metrics.
 	// Nil means nobody listens.
 	Observer Observer
@@ -132,9 +125,10 @@ type Handler struct {
 	dialTimeout    time.Duration
 	maxAttempts    int
 	maxHeaderBytes int
-	maxConns       int
 	headerTimeout  time.Duration
-	writeTimeout   time.Duration // 0: none
+	limits         atomic.Pointer[Limits] // SetLimits'; never nil
+	perIP          perIP
+	refusals       refusalLogs
 	log            *slog.Logger
 	obs            Observer
 	// halfCloseLinger: see defaultHalfCloseLinger; tests shorten it.
@@ -148,12 +142,9 @@ type Handler struct {
 	routes atomic.Pointer[[]Route] // sorted by match priority
 	inUse  atomic.Int64            // WebSocket connections held or being set up
 
-	// Rejections for the connection limit, logged at most once a second.
-	limitLogged   atomic.Int64 // unix seconds of the last log line
-	limitRejected atomic.Int64 // rejections since then
-	dialer        net.Dialer
-	plain         *httputil.ReverseProxy
-	conns         conns
+	dialer net.Dialer
+	plain  *httputil.ReverseProxy
+	conns  conns
 }
 
 // New returns a Handler. It starts no goroutine.
@@ -164,9 +155,7 @@ func New(opts Options) *Handler {
 		dialTimeout:    cmp.Or(opts.DialTimeout, DefaultDialTimeout),
 		maxAttempts:    cmp.Or(opts.MaxAttempts, DefaultMaxAttempts),
 		maxHeaderBytes: cmp.Or(opts.MaxHeaderBytes, DefaultMaxHeaderBytes),
-		maxConns:       opts.MaxConnections,
 		headerTimeout:  cmp.Or(opts.HeaderTimeout, DefaultHeaderTimeout),
-		writeTimeout:   max(0, cmp.Or(opts.WriteTimeout, DefaultWriteTimeout)),
 		log:            opts.Logger,
 		obs:            opts.Observer,
 
@@ -182,6 +171,7 @@ func New(opts Options) *Handler {
 	}
 	h.dialer = net.Dialer{Timeout: h.dialTimeout, KeepAlive: 30 * time.Second, ControlContext: sockio.DialControl}
 	h.plain = h.newPlainProxy()
+	h.SetLimits(opts.Limits)
 	h.SetRoutes(opts.Routes)
 	return h
 }
@@ -259,29 +249,20 @@ func (h *Handler) reject(w http.ResponseWriter, r *http.Request, status int, rea
 	h.rejectQuietly(w, status, reason)
 }
 
-// limitReached logs a rejection for the connection limit, at most once a
-// second, with the number of rejections since the last line.
-func (h *Handler) limitReached(r *http.Request) {
-	n := h.limitRejected.Add(1)
-	now := time.Now().Unix()
-	last := h.limitLogged.Load()
-	if now == last || !h.limitLogged.CompareAndSwap(last, now) {
-		return
-	}
-	h.limitRejected.Add(-n)
-	h.log.Warn("connection limit reached; upgrade refused",
-		slog.Int("max_connections", h.maxConns),
-		slog.Int64("refused", n),
-		slog.String(keyRemoteAddr, r.RemoteAddr))
-}
-
 // rejectQuietly answers like reject without a log line of its own.
 func (h *Handler) rejectQuietly(w http.ResponseWriter, status int, reason string) {
+	h.rejectRetry(w, status, reason, 0)
+}
+
+// rejectRetry answers with status and a short text body; 503 and 429 say
+// when to retry: after wait rounded up to whole seconds, at least one.
+func (h *Handler) rejectRetry(w http.ResponseWriter, status int, reason string, wait time.Duration) {
 	hdr := w.Header()
 	hdr.Set("Content-Type", "text/plain; charset=utf-8")
 	hdr.Set("X-Content-Type-Options", "nosniff")
-	if status == http.StatusServiceUnavailable {
-		hdr.Set("Retry-After", retryAfter)
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		secs := max(1, int64(math.Ceil(wait.Seconds())))
+		hdr.Set("Retry-After", strconv.FormatInt(secs, 10))
 	}
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(http.StatusText(status) + ": " + reason + "\n"))
@@ -364,7 +345,8 @@ func (h *Handler) logTunnel(ev *TunnelEvent, t *tunnel) {
 		slog.Int64(keyBytesUp, ev.BytesUp),
 		slog.Int64(keyBytesDown, ev.BytesDown),
 		slog.String(keyCloseCode, code),
-		slog.String(keyClosedBy, string(ev.ClosedBy)))
+		slog.String(keyClosedBy, string(ev.ClosedBy)),
+		reasonAttr(ev.Reason))
 	if h.log.Enabled(context.Background(), slog.LevelDebug) {
 		h.log.LogAttrs(context.Background(), slog.LevelDebug, "tunnel errors",
 			slog.String(keyRemoteAddr, ev.RemoteAddr),
@@ -372,6 +354,15 @@ func (h *Handler) logTunnel(ev *TunnelEvent, t *tunnel) {
 			slog.Any("up_err", quiet(t.up.err)),
 			slog.Any("down_err", quiet(t.down.err)))
 	}
+}
+
+// reasonAttr is the reason key of a tunnel the proxy ended, and an empty
+// attribute (which handlers leave out) otherwise.
+func reasonAttr(r string) slog.Attr {
+	if r == "" {
+		return slog.Attr{}
+	}
+	return slog.String(keyReason, r)
 }
 
 // ActiveTunnels returns the number of established WebSocket tunnels.

@@ -102,6 +102,11 @@ type TunnelEvent struct {
 	// when the tunnel ended without any.
 	CloseCode int
 	ClosedBy  Initiator
+	// Reason says why the proxy ended the tunnel when ClosedBy is
+	// ClosedByProxy ("shutdown", "write_timeout", "ping_timeout",
+	// "idle_timeout", "max_lifetime", "max_message_bytes", "closed"); ""
+	// otherwise. Not a metric label.
+	Reason string
 }
 
 // CloseCodeNone is TunnelEvent.CloseCode for a tunnel that ended without a

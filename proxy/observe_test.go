@@ -36,14 +36,13 @@ func TestObserverUpgradeResults(t *testing.T) {
 		{name: "empty pool", want: UpgradeNoBackend, status: 503},
 		{name: "refusing backends", backends: []backendSpec{{addr: refusingAddr(t)}}, want: UpgradeBackendError, status: 503},
 		{name: "backend says 403", backends: []backendSpec{{addr: forbidding.addr}}, want: UpgradeBackendRefused, status: 403},
-		{name: "connection limit", opts: Options{MaxConnections: -1}, backends: []backendSpec{{addr: ok.addr}}, want: UpgradeLimited, status: 503},
+		{name: "connection limit", opts: Options{Limits: Limits{MaxConnections: 1}}, backends: []backendSpec{{addr: ok.addr}}, want: UpgradeLimited, status: 503},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			obs := &recordingObserver{}
 			tc.opts.Observer = obs
 			p := startProxyWith(t, tc.opts, func(h *Handler) {
-				if tc.opts.MaxConnections < 0 {
-					h.maxConns = 1
+				if tc.opts.Limits.MaxConnections > 0 {
 					h.inUse.Store(1) // full already
 				}
 			}, tc.backends...)

@@ -1,9 +1,7 @@
 package proxy
 
 import (
-	"context"
 	"errors"
-	"log/slog"
 	"os"
 	"time"
 
@@ -38,9 +36,10 @@ const (
 	stateParked        // in the parker's epoll set, no goroutine
 )
 
-// beginWait marks the copier as waiting in the poller.
+// beginWait marks the copier as waiting in the poller. Its waitSince is
+// the epoch of src's last bytes (relayBytes keeps it), so a copier woken
+// for a ping or a park that did not happen parks again a sweep later.
 func (c *copier) beginWait() {
-	c.waitSince.Store(c.t.h.epoch.Load())
 	c.state.Store(stateWaiting)
 }
 
@@ -55,14 +54,29 @@ func (c *copier) requestPark() {
 	_ = c.src.SetReadDeadline(aLongTimeAgo)
 }
 
-// wokenToPark reports whether err is the wake-up of requestPark, and clears
-// the request.
-func (c *copier) wokenToPark(err error) bool {
-	if !errors.Is(err, os.ErrDeadlineExceeded) || !c.parkReq.Swap(false) {
+// wake makes a waiting copier's Relay return (an expired read deadline)
+// and gives a parked one a goroutine, so that it looks at its requests.
+// The request's flag must be set before.
+func (c *copier) wake() {
+	switch c.state.Load() {
+	case stateWaiting:
+		_ = c.src.SetReadDeadline(aLongTimeAgo)
+	case stateParked:
+		c.resume()
+	}
+}
+
+// woken reports whether err is the expired deadline of a wake-up (park or
+// ping), and if so undoes that deadline. A wake-up's flag is set before its
+// deadline, and the deadline is undone here before the flags are read:
+// whatever wake-up comes after this either sets a flag that is seen now,
+// or expires the next Relay's deadline again.
+func (c *copier) woken(err error) bool {
+	if !errors.Is(err, os.ErrDeadlineExceeded) || c.t.stopping.Load() || (!c.parkReq.Load() && !c.pingDue.Load()) {
 		return false
 	}
-	// Undo requestPark's deadline. If goAway expired it meanwhile, its
-	// stopping flag, checked after this, tells.
+	// If goAway expired it meanwhile, its stopping flag, checked next
+	// round, tells.
 	_ = c.src.SetReadDeadline(time.Time{})
 	return true
 }
@@ -105,62 +119,5 @@ func (c *copier) resume() {
 	if c != nil && c.state.CompareAndSwap(stateParked, stateRunning) {
 		c.parkedOn.Forget(c.parkedSock, c)
 		go c.run()
-	}
-}
-
-// Run does the Handler's background work until ctx is done: it parks
-// idle tunnels (see park.go) on systems that support it. A Handler works
-// without Run; its idle tunnels then keep their goroutines.
-func (h *Handler) Run(ctx context.Context) error {
-	p, err := sockio.NewParker()
-	if err != nil {
-		// No parker on this system: idle tunnels keep their goroutines.
-		h.log.Debug("idle tunnels will not be parked", slog.Any(keyErr, err))
-		<-ctx.Done()
-		return nil
-	}
-	h.parker.Store(p)
-
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		p.Wait()
-	}()
-	t := time.NewTicker(h.sweepEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			// Refuse new parking first, then resume every parked copier,
-			// so that nothing is left without a goroutine.
-			h.parker.Store(nil)
-			p.Stop()
-			for _, w := range p.Parked() {
-				w.(*copier).resume()
-			}
-			<-done
-			p.Close()
-			return nil
-		case <-t.C:
-			h.sweep()
-		}
-	}
-}
-
-// sweep asks every copier that has waited for parkAfter to park.
-func (h *Handler) sweep() {
-	now := h.epoch.Add(1)
-	limit := max(1, int64(h.parkAfter/h.sweepEvery))
-	h.conns.mu.Lock()
-	defer h.conns.mu.Unlock()
-	for t := range h.conns.m {
-		if t.stopping.Load() {
-			continue // going away: its reads carry the drain deadline
-		}
-		for _, c := range []*copier{t.up, t.down} {
-			if c.state.Load() == stateWaiting && now-c.waitSince.Load() >= limit {
-				c.requestPark()
-			}
-		}
 	}
 }

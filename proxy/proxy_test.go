@@ -448,7 +448,7 @@ func TestCloseIsPropagated(t *testing.T) {
 
 func TestMaxConnections(t *testing.T) {
 	b := newTestBackend(t, "b")
-	p := startProxy(t, Options{MaxConnections: 3}, backendSpec{addr: b.addr})
+	p := startProxy(t, Options{Limits: Limits{MaxConnections: 3}}, backendSpec{addr: b.addr})
 	var held []*websocket.Conn
 	for range 3 {
 		c, _ := p.dial(t, "/ws", nil)

@@ -91,22 +91,29 @@ func serverFrame(opcode byte, payload []byte) []byte {
 // readFrame reads one frame from br and returns its opcode and unmasked
 // payload.
 func readFrame(br *bufio.Reader) (opcode byte, payload []byte, err error) {
+	opcode, _, payload, err = readFrameFin(br)
+	return opcode, payload, err
+}
+
+// readFrameFin is readFrame that also says whether the frame is a
+// message's last.
+func readFrameFin(br *bufio.Reader) (opcode byte, fin bool, payload []byte, err error) {
 	var h [2]byte
 	if _, err := io.ReadFull(br, h[:]); err != nil {
-		return 0, nil, err
+		return 0, false, nil, err
 	}
 	n := uint64(h[1] & 0x7f)
 	switch n {
 	case 126:
 		var b [2]byte
 		if _, err := io.ReadFull(br, b[:]); err != nil {
-			return 0, nil, err
+			return 0, false, nil, err
 		}
 		n = uint64(binary.BigEndian.Uint16(b[:]))
 	case 127:
 		var b [8]byte
 		if _, err := io.ReadFull(br, b[:]); err != nil {
-			return 0, nil, err
+			return 0, false, nil, err
 		}
 		n = binary.BigEndian.Uint64(b[:])
 	}
@@ -114,19 +121,19 @@ func readFrame(br *bufio.Reader) (opcode byte, payload []byte, err error) {
 	masked := h[1]&0x80 != 0
 	if masked {
 		if _, err := io.ReadFull(br, key[:]); err != nil {
-			return 0, nil, err
+			return 0, false, nil, err
 		}
 	}
 	payload = make([]byte, n)
 	if _, err := io.ReadFull(br, payload); err != nil {
-		return 0, nil, err
+		return 0, false, nil, err
 	}
 	if masked {
 		for i := range payload {
 			payload[i] ^= key[i%4]
 		}
 	}
-	return h[0] & 0x0f, payload, nil
+	return h[0] & 0x0f, h[0]&0x80 != 0, payload, nil
 }
 
 // recordingObserver keeps every event it is told of.

@@ -113,7 +113,7 @@ func TestStalledClientIsCutAfterWriteTimeout(t *testing.T) {
 	fb := newFloodBackend(t)
 	obs := &recordingObserver{}
 	const writeTimeout = 300 * time.Millisecond
-	p := startProxy(t, Options{WriteTimeout: writeTimeout, Observer: obs}, backendSpec{addr: fb.addr})
+	p := startProxy(t, Options{Limits: Limits{WriteTimeout: writeTimeout}, Observer: obs}, backendSpec{addr: fb.addr})
 	id := registry.ID{Pool: "app", Address: fb.addr}
 
 	stallClient(t, p)
@@ -188,7 +188,7 @@ func TestCloseDoesNotWaitForStalledClient(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			fb := newFloodBackend(t)
-			p := startProxy(t, Options{WriteTimeout: -1}, backendSpec{addr: fb.addr})
+			p := startProxy(t, Options{Limits: Limits{WriteTimeout: -1}}, backendSpec{addr: fb.addr})
 			id := registry.ID{Pool: "app", Address: fb.addr}
 			stallClient(t, p)
 			echo, _ := p.dial(t, "/echo", nil)
@@ -236,7 +236,7 @@ func TestStalledBackendIsCutAfterWriteTimeout(t *testing.T) {
 	defer close(release)
 	obs := &recordingObserver{}
 	const writeTimeout = 300 * time.Millisecond
-	p := startProxy(t, Options{WriteTimeout: writeTimeout, Observer: obs}, backendSpec{addr: b.addr})
+	p := startProxy(t, Options{Limits: Limits{WriteTimeout: writeTimeout}, Observer: obs}, backendSpec{addr: b.addr})
 	c, _ := p.dial(t, "/sink", nil)
 
 	// The client writes until the proxy's close stops it, reading for the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,6 +46,8 @@ type tunnel struct {
 	pool       string
 	remoteAddr string
 	host, path string // of the upgrade request, for the access log
+	ipKey      netip.Prefix
+	perIP      bool // counted in Handler.perIP under ipKey
 	begun      time.Time
 	lease      balancer.Lease
 
@@ -70,6 +73,12 @@ type tunnel struct {
 	// byProxy is set when wsgate itself ends the tunnel (Handler.Close, a
 	// stalled peer), before it closes anything.
 	byProxy atomic.Bool
+	// reason says why the proxy ended the tunnel (Reason*), when it did;
+	// the first reason set stays.
+	reason atomic.Pointer[string]
+
+	pingSent   atomic.Int64 // the epoch of the unanswered ping to the client; 0: none
+	lifeFactor float64      // the tunnel's share of Limits.MaxLifetime
 
 	mu     sync.Mutex
 	ended  int         // directions that have ended; guarded by mu
@@ -80,8 +89,9 @@ type tunnel struct {
 // along with the 101, or by the client right after its request) must be
 // reported to the copiers' relayed.
 func (t *tunnel) attach(client, backend net.Conn) {
-	t.client = sockio.New(client, t.h.writeTimeout)
-	t.backend = sockio.New(backend, t.h.writeTimeout)
+	wt := t.h.limits.Load().WriteTimeout
+	t.client = sockio.New(client, wt)
+	t.backend = sockio.New(backend, wt)
 	t.up = newCopier(t, t.client, t.backend, true)
 	t.down = newCopier(t, t.backend, t.client, false)
 }
@@ -93,6 +103,7 @@ func (t *tunnel) attach(client, backend net.Conn) {
 // tunnel and logs. The tunnel must have been registered (conns.add).
 func (t *tunnel) start() {
 	t.begun = time.Now()
+	t.lifeFactor = lifeFactor()
 	go t.up.run()
 	go t.down.run()
 }
@@ -149,8 +160,14 @@ func (t *tunnel) finish() {
 		BytesDown:  t.down.n.Load(),
 	}
 	ev.ClosedBy, ev.CloseCode = t.closedBy()
+	if r := t.reason.Load(); r != nil && ev.ClosedBy == ClosedByProxy {
+		ev.Reason = *r
+	}
 	t.h.conns.remove(t, ev.BytesUp, ev.BytesDown)
 	t.h.inUse.Add(-1)
+	if t.perIP {
+		t.h.perIP.release(t.ipKey, time.Now())
+	}
 	t.h.obs.TunnelClosed(&ev)
 	t.h.logTunnel(&ev, t)
 }
@@ -240,8 +257,15 @@ func (t *tunnel) close() {
 // closeByProxy closes the tunnel as wsgate's own decision (Handler.Close,
 // the drain deadline): the tunnel's record says so.
 func (t *tunnel) closeByProxy() {
+	t.setReason(ReasonClosed)
 	t.byProxy.Store(true)
 	t.close()
+}
+
+// setReason records why the proxy ends the tunnel, unless a reason is
+// recorded already.
+func (t *tunnel) setReason(r string) {
+	t.reason.CompareAndSwap(nil, &r)
 }
 
 // quiet maps the errors of an ordinary close to nil for logging.

@@ -127,23 +127,36 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route
 	}
 
 	// Counted from here, so that upgrades being set up count against the
-	// limit too; the tunnel takes the count over once it starts.
-	if n := h.inUse.Add(1); h.maxConns > 0 && n > int64(h.maxConns) {
+	// limits too; the tunnel takes the counts over once it starts.
+	lim := h.limits.Load()
+	if n := h.inUse.Add(1); lim.MaxConnections > 0 && n > int64(lim.MaxConnections) {
 		h.inUse.Add(-1)
 		ev.Status, ev.Result = http.StatusServiceUnavailable, UpgradeLimited
-		h.obs.Refused(&RefusalEvent{Reason: RefusedMaxConnections, RemoteAddr: r.RemoteAddr})
-		h.limitReached(r)
+		h.refuse(RefusedMaxConnections, r.RemoteAddr, slog.Int("max_connections", lim.MaxConnections))
 		h.rejectQuietly(w, http.StatusServiceUnavailable, "connection limit reached")
 		return
+	}
+	ipKey, perIP := clientKey(r.RemoteAddr)
+	if perIP {
+		if reason, wait := h.perIP.admit(ipKey, lim, start); reason != "" {
+			h.inUse.Add(-1)
+			ev.Status, ev.Result = http.StatusTooManyRequests, UpgradeLimited
+			h.refuse(reason, r.RemoteAddr)
+			h.rejectRetry(w, http.StatusTooManyRequests, "too many connections from your address", wait)
+			return
+		}
 	}
 	started := false
 	defer func() {
 		if !started {
 			h.inUse.Add(-1)
+			if perIP {
+				h.perIP.release(ipKey, time.Now())
+			}
 		}
 	}()
 
-	t := &tunnel{h: h, pool: rt.Pool, remoteAddr: r.RemoteAddr, host: r.Host, path: r.URL.Path}
+	t := &tunnel{h: h, pool: rt.Pool, remoteAddr: r.RemoteAddr, host: r.Host, path: r.URL.Path, ipKey: ipKey, perIP: perIP}
 	var (
 		tried   []string
 		lastErr error

@@ -70,10 +70,13 @@ func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log 
 		DialTimeout:    cfg.Limits.DialTimeout,
 		MaxAttempts:    cfg.Limits.MaxAttempts,
 		MaxHeaderBytes: cfg.Limits.MaxHeaderBytes,
-		MaxConnections: connectionLimit(cfg.Limits.MaxConnections, log),
-		HeaderTimeout:  cfg.Limits.HeaderTimeout,
-		WriteTimeout:   offIfZero(cfg.Tunnels.WriteTimeout),
-		Logger:         log,
+
+		HeaderTimeout: cfg.Limits.HeaderTimeout,
+		Limits: proxy.Limits{
+			MaxConnections: connectionLimit(cfg.Limits.MaxConnections, log),
+			WriteTimeout:   offIfZero(cfg.Tunnels.WriteTimeout),
+		},
+		Logger: log,
 	})
 	g.admin = admin.New(admin.Options{Store: g.store, Balancer: g.bal, Pprof: cfg.Admin.Pprof, Logger: log})
 	for _, l := range lns.All() {
