@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"log/slog"
 	"math"
 	"net"
@@ -248,18 +247,4 @@ func (r *refusalLogs) log(l *slog.Logger, reason RefusalReason, attrs ...slog.At
 func (h *Handler) refuse(reason RefusalReason, remoteAddr string, attrs ...slog.Attr) {
 	h.obs.Refused(&RefusalEvent{Reason: reason, RemoteAddr: remoteAddr})
 	h.refusals.log(h.log, reason, append(attrs, slog.String(keyRemoteAddr, remoteAddr))...)
-}
-
-// expireLoop forgets idle client addresses once a minute until ctx is done.
-func (h *Handler) expireLoop(ctx context.Context) {
-	t := time.NewTicker(perIPIdle)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case now := <-t.C:
-			h.perIP.expire(now, perIPIdle)
-		}
-	}
 }
