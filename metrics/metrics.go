@@ -328,10 +328,9 @@ func (m *Metrics) ProbeDone(p *healthcheck.Probe) {
 	}
 }
 
-// Reloaded counts a config reload: applied when err is nil, rejected
-// otherwise.
-func (m *Metrics) Reloaded(err error) {
-	if err == nil {
+// Reloaded counts a config reload, applied or rejected.
+func (m *Metrics) Reloaded(applied bool) {
+	if applied {
 		m.reloadOK.Inc()
 	} else {
 		m.reloadError.Inc()

@@ -170,9 +170,9 @@ func TestObserverEvents(t *testing.T) {
 	m.Refused(&proxy.RefusalEvent{Reason: proxy.RefusedMaxConnections})
 	m.Refused(&proxy.RefusalEvent{Reason: "handshake_timeout", TLS: true})
 	m.Refused(&proxy.RefusalEvent{Reason: "handshake_timeout", TLS: true})
-	m.Reloaded(nil)
-	m.Reloaded(errors.New("bad file"))
-	m.Reloaded(nil)
+	m.Reloaded(true)
+	m.Reloaded(false)
+	m.Reloaded(true)
 
 	for _, tc := range []struct {
 		metric string
