@@ -38,7 +38,8 @@
 // Series users alert on exist from the start, at zero, so that the first
 // failure shows as an increase: every upgrade result and the close code
 // "none" of each initiator for every pool, pass and fail for every checked
-// backend, both reload results. The health-check series of a backend are
+// backend, every refusal and TLS handshake reason the proxy defines, both
+// reload results. The health-check series of a backend are
 // deleted when it leaves the registry.
 //
 // Cost on the data path: the observer methods run once per upgrade, tunnel

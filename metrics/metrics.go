@@ -55,6 +55,20 @@ var upgradeResults = [...]proxy.UpgradeResult{
 
 var initiators = [...]proxy.Initiator{proxy.ClosedByClient, proxy.ClosedByBackend, proxy.ClosedByProxy}
 
+// limitReasons and handshakeReasons are the refusal reasons whose series
+// exist from the start; a reason the proxy adds later counts from its
+// first use.
+var (
+	limitReasons     = [...]proxy.RefusalReason{proxy.RefusedMaxConnections}
+	handshakeReasons = [...]proxy.RefusalReason{
+		proxy.HandshakeTimeout,
+		proxy.HandshakeClosed,
+		proxy.HandshakeNotTLS,
+		proxy.HandshakeClientAlert,
+		proxy.HandshakeProtocol,
+	}
+)
+
 // Histogram buckets, in seconds. A handshake on a local network takes
 // well under a millisecond to a few hundred (a dial timeout is seconds);
 // a tunnel lives from a fraction of a second to days.
@@ -177,7 +191,12 @@ func New(opts Options) *Metrics {
 	}
 	m.reloadOK = m.reloads.WithLabelValues(resultOK)
 	m.reloadError = m.reloads.WithLabelValues(resultErr)
-	m.limitSeries.get(proxy.RefusedMaxConnections, m.limitedCounter)
+	for _, r := range limitReasons {
+		m.limitSeries.get(r, m.limitedCounter)
+	}
+	for _, r := range handshakeReasons {
+		m.tlsSeries.get(r, m.tlsCounter)
+	}
 	m.reg.MustRegister(
 		m.upgrades, m.upgradeSeconds, m.tunnelSeconds, m.closes, m.healthChecks,
 		m.tlsErrors, m.limited, m.reloads,

@@ -140,6 +140,12 @@ func TestSeriesExistFromTheStart(t *testing.T) {
 	if got := gather(t, m, "wsgate_limited_total"); len(got) != 1 || got["max_connections"] != 0 {
 		t.Errorf("wsgate_limited_total = %v, want max_connections at 0", got)
 	}
+	tlsErrors := gather(t, m, "wsgate_tls_handshake_errors_total")
+	for _, r := range []string{"timeout", "closed", "not_tls", "client_alert", "protocol"} {
+		if v, ok := tlsErrors[r]; !ok || v != 0 {
+			t.Errorf("wsgate_tls_handshake_errors_total{reason=%q} = %v, %v; want 0, present", r, v, ok)
+		}
+	}
 }
 
 func TestObserverEvents(t *testing.T) {
@@ -168,8 +174,9 @@ func TestObserverEvents(t *testing.T) {
 	m.ProbeDone(&healthcheck.Probe{ID: registry.ID{Pool: "app", Address: "127.0.0.1:9001"}, Err: errors.New("status 503"), Reason: "status 503"})
 	m.ProbeDone(&healthcheck.Probe{ID: registry.ID{Pool: "app", Address: "127.0.0.1:9002"}, Err: errors.New("timeout"), Reason: "timeout"})
 	m.Refused(&proxy.RefusalEvent{Reason: proxy.RefusedMaxConnections})
-	m.Refused(&proxy.RefusalEvent{Reason: "handshake_timeout", TLS: true})
-	m.Refused(&proxy.RefusalEvent{Reason: "handshake_timeout", TLS: true})
+	m.Refused(&proxy.RefusalEvent{Reason: proxy.HandshakeNotTLS, TLS: true})
+	m.Refused(&proxy.RefusalEvent{Reason: proxy.HandshakeNotTLS, TLS: true})
+	m.Refused(&proxy.RefusalEvent{Reason: "some_future_reason", TLS: true})
 	m.Reloaded(true)
 	m.Reloaded(false)
 	m.Reloaded(true)
@@ -187,7 +194,7 @@ func TestObserverEvents(t *testing.T) {
 		}},
 		{"wsgate_health_checks_total", map[string]float64{"app,127.0.0.1:9001,pass": 1, "app,127.0.0.1:9001,fail": 1, "app,127.0.0.1:9002,fail": 1}},
 		{"wsgate_limited_total", map[string]float64{"max_connections": 1}},
-		{"wsgate_tls_handshake_errors_total", map[string]float64{"handshake_timeout": 2}},
+		{"wsgate_tls_handshake_errors_total", map[string]float64{"not_tls": 2, "some_future_reason": 1}},
 		{"wsgate_config_reloads_total", map[string]float64{"ok": 2, "error": 1}},
 	} {
 		got := gather(t, m, tc.metric)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -333,8 +334,6 @@ func TestMetricsAgreeWithAPI(t *testing.T) {
 	if checks["app,"+one+",pass"] < 1 || checks["app,"+two+",pass"] < 1 {
 		t.Errorf("wsgate_health_checks_total = %v, want passes for both backends", checks)
 	}
-	// (wsgate_tls_handshake_errors_total has a series once a handshake
-	// failed: its reasons are the proxy's.)
 	for _, name := range []string{
 		"wsgate_limited_total", "wsgate_config_reloads_total",
 		"wsgate_config_generation", "go_goroutines", "process_resident_memory_bytes",
@@ -345,6 +344,25 @@ func TestMetricsAgreeWithAPI(t *testing.T) {
 	}
 	if got := values(mfs, "wsgate_config_generation")[""]; got != 1 {
 		t.Errorf("wsgate_config_generation = %v, want 1", got)
+	}
+	if got := values(mfs, "wsgate_tls_handshake_errors_total", "reason"); len(got) == 0 || sum(got) != 0 {
+		t.Errorf("wsgate_tls_handshake_errors_total = %v, want every reason at 0", got)
+	}
+
+	// Plain HTTP on the TLS port: a failed handshake, counted by reason.
+	conn, err := net.Dial("tcp", g.proxyAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET / HTTP/1.1\r\nHost: localhost\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.Copy(io.Discard, conn) // until wsgate closes it, having counted it
+	tlsErrors := values(scrape(t, g.adminURL, token), "wsgate_tls_handshake_errors_total", "reason")
+	if tlsErrors["not_tls"] != 1 || sum(tlsErrors) != 1 {
+		t.Errorf("wsgate_tls_handshake_errors_total after plain HTTP on the TLS port = %v, want not_tls 1", tlsErrors)
 	}
 }
 
