@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -21,6 +22,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/wsgate/wsgate/admin"
 )
 
 // adminGet GETs path from the admin listener, with the bearer token unless
@@ -345,6 +348,11 @@ func TestMetricsAgreeWithAPI(t *testing.T) {
 	if got := values(mfs, "wsgate_config_generation")[""]; got != 1 {
 		t.Errorf("wsgate_config_generation = %v, want 1", got)
 	}
+	// The dashboard's totals are the same counters.
+	snap := firstSnapshot(t, g.adminURL, token)
+	if snap.Totals == nil || snap.Totals.Upgrades["ok"] != tunnels || snap.Totals.Closes["1000"] != tunnels {
+		t.Errorf("/api/events totals = %+v, want %d upgrades ok and %d closes 1000", snap.Totals, tunnels, tunnels)
+	}
 	if got := values(mfs, "wsgate_tls_handshake_errors_total", "reason"); len(got) == 0 || sum(got) != 0 {
 		t.Errorf("wsgate_tls_handshake_errors_total = %v, want every reason at 0", got)
 	}
@@ -364,6 +372,36 @@ func TestMetricsAgreeWithAPI(t *testing.T) {
 	if tlsErrors["not_tls"] != 1 || sum(tlsErrors) != 1 {
 		t.Errorf("wsgate_tls_handshake_errors_total after plain HTTP on the TLS port = %v, want not_tls 1", tlsErrors)
 	}
+}
+
+// firstSnapshot reads the first snapshot of /api/events.
+func firstSnapshot(t *testing.T, adminURL, token string) admin.Snapshot {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, adminURL+"/api/events", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if data, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			var snap admin.Snapshot
+			if err := json.Unmarshal([]byte(data), &snap); err != nil {
+				t.Fatalf("/api/events: %v", err)
+			}
+			return snap
+		}
+	}
+	t.Fatalf("/api/events sent no snapshot: %v", sc.Err())
+	return admin.Snapshot{}
 }
 
 func backendActive(t *testing.T, g *gate, token, addr string) int64 {
