@@ -1,13 +1,39 @@
 // Package admin serves wsgate's admin listener: /healthz for load
 // balancers and supervisors in front of wsgate, the JSON API over the
-// backend registry (/api/backends, drain and undrain), a stream of
-// snapshots for the dashboard (/api/events) and the dashboard page itself.
+// backend registry (/api/backends, drain and undrain), /metrics, a stream
+// of snapshots for the dashboard (/api/events) and the dashboard page
+// itself.
 //
 // It reads state from the registry and connection counts from the
 // balancer; its only writes are an operator's drain and undrain.
+//
+// # Access token
+//
+// With a token set (Options.Token, SetToken), every request must carry
+// the header "Authorization: Bearer TOKEN", and is answered 401 with
+// "WWW-Authenticate: Bearer" otherwise — every endpoint, present and
+// future, except two that stay public:
+//
+//   - GET /healthz, for load balancers and supervisors, which know no
+//     token; it tells only whether wsgate is serving.
+//   - GET / (that path exactly), the dashboard page: a static document
+//     that carries no data, so that a browser can always load it.
+//
+// The dashboard page gets all its data from the token-guarded endpoints
+// with fetch(), sending the Authorization header. When one answers 401,
+// the page asks the user for the token, keeps it in sessionStorage (it
+// goes when the tab closes and is sent to no other origin) and retries
+// with it. The event stream is read with fetch() and the response body's
+// reader, since EventSource cannot send headers. The token is never taken
+// from a URL query (URLs end up in logs and browser history) nor from a
+// cookie (which would make drain and undrain open to cross-site requests).
+//
+// Tokens are compared in constant time, through their SHA-256 digests so
+// that not even their length leaks.
 package admin
 
 import (
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -38,8 +64,11 @@ type Options struct {
 	Totals func() (upgrades map[string]int64, closes map[string]int64)
 	// Token, when not empty, is the bearer token every request must carry
 	// (Authorization: Bearer TOKEN), except GET /healthz and the dashboard
-	// page GET /, which holds no data; others get 401.
+	// page GET /, which holds no data; others get 401. SetToken replaces
+	// it.
 	Token string
+	// Metrics, if not nil, is served at GET /metrics.
+	Metrics http.Handler
 	// Pprof mounts net/http/pprof's handlers under /debug/pprof/.
 	Pprof bool
 	// Logger nil means slog.Default().
@@ -51,9 +80,10 @@ type Server struct {
 	store  *registry.Store
 	bal    *balancer.Balancer
 	totals func() (map[string]int64, map[string]int64)
-	token  []byte
-	log    *slog.Logger
-	mux    *http.ServeMux
+	// token is the SHA-256 digest of the bearer token; nil for none.
+	token atomic.Pointer[[sha256.Size]byte]
+	log   *slog.Logger
+	mux   *http.ServeMux
 
 	shuttingDown atomic.Bool
 	stopping     chan struct{} // closed by ShuttingDown
@@ -80,13 +110,14 @@ func New(opts Options) *Server {
 		countsEvery: countsEvery,
 		closed:      make(chan struct{}),
 	}
-	if opts.Token != "" {
-		s.token = []byte(opts.Token)
-	}
+	s.SetToken(opts.Token)
 	if s.log == nil {
 		s.log = slog.Default()
 	}
 	s.mux.HandleFunc("GET /healthz", s.healthz)
+	if opts.Metrics != nil {
+		s.mux.Handle("GET /metrics", opts.Metrics)
+	}
 	s.mux.HandleFunc("GET /api/backends", s.backends)
 	s.mux.HandleFunc("GET /api/events", s.events)
 	s.mux.HandleFunc("POST /api/backends/drain", func(w http.ResponseWriter, r *http.Request) { s.setDraining(w, r, true) })
@@ -102,14 +133,29 @@ func New(opts Options) *Server {
 	return s
 }
 
-// ServeHTTP serves the admin API.
+// ServeHTTP serves the admin API, to requests with the token when one is
+// set.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if s.token != nil && !public(r) && !s.authorized(r) {
+	if !public(r) && !s.authorized(r) {
+		s.log.LogAttrs(r.Context(), slog.LevelDebug, "admin request refused: no valid bearer token",
+			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("remote_addr", r.RemoteAddr))
 		w.Header().Set("WWW-Authenticate", `Bearer realm="wsgate admin"`)
 		writeError(w, http.StatusUnauthorized, "this admin listener requires a token: Authorization: Bearer TOKEN")
 		return
 	}
 	s.mux.ServeHTTP(w, r)
+}
+
+// SetToken sets the bearer token requests need from now on; "" lets every
+// request through. Requests already admitted (an event stream, say) are
+// not affected.
+func (s *Server) SetToken(token string) {
+	if token == "" {
+		s.token.Store(nil)
+		return
+	}
+	sum := sha256.Sum256([]byte(token))
+	s.token.Store(&sum)
 }
 
 // public reports whether r may be served without the token: the health
@@ -122,9 +168,20 @@ func public(r *http.Request) bool {
 	return r.URL.Path == "/healthz" || r.URL.Path == "/"
 }
 
+// authorized reports whether r carries the token, or none is needed. The
+// scheme is case-insensitive (RFC 9110); the digests compared have the
+// same length whatever the token sent.
 func (s *Server) authorized(r *http.Request) bool {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	return ok && subtle.ConstantTimeCompare([]byte(got), s.token) == 1
+	want := s.token.Load()
+	if want == nil {
+		return true
+	}
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return false
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(token)))
+	return subtle.ConstantTimeCompare(got[:], want[:]) == 1
 }
 
 // ShuttingDown makes /healthz answer 503 from now on, and tells the

@@ -54,6 +54,13 @@ type Config struct {
 	Shutdown Shutdown
 	Limits   Limits
 	Tunnels  Tunnels
+	Log      Log
+}
+
+// Log is how wsgate writes its log.
+type Log struct {
+	// Format is LogText (the default) or LogJSON.
+	Format string
 }
 
 // Tunnels bound what an established WebSocket tunnel may do.
@@ -88,6 +95,13 @@ type Admin struct {
 	// Pprof mounts net/http/pprof under /debug/pprof/ on the admin
 	// listener. Off by default: profiles expose internals.
 	Pprof bool
+	// TokenFile is the absolute path of admin.token_file, "" without one.
+	TokenFile string
+	// Token is the bearer token every admin request but GET /healthz and
+	// the dashboard page needs: the AdminTokenEnv environment variable when
+	// set, else the content of TokenFile; "" for none. A file that is read
+	// again (a reload) gives the token in force then.
+	Token string
 }
 
 // Shutdown configures graceful shutdown.

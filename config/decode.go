@@ -19,11 +19,11 @@ import (
 
 // The keys each mapping accepts, in the order messages list them.
 var (
-	rootKeys        = []string{"listen", "reuse_port", "tls", "admin", "pools", "routes", "shutdown", "limits", "tunnels"}
+	rootKeys        = []string{"listen", "reuse_port", "tls", "admin", "pools", "routes", "shutdown", "limits", "tunnels", "log"}
 	tlsKeys         = []string{"certificates", "acme", "http_listen"}
 	acmeKeys        = []string{"domains", "email", "cache_dir", "directory_url", "directory_ca_file", "renew_before"}
 	certificateKeys = []string{"cert_file", "key_file"}
-	adminKeys       = []string{"listen", "pprof"}
+	adminKeys       = []string{"listen", "pprof", "token_file"}
 	poolKeys        = []string{"name", "backends", "health_check", "policy"}
 	backendKeys     = []string{"address", "weight"}
 	healthKeys      = []string{"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "expected_status"}
@@ -31,6 +31,7 @@ var (
 	shutdownKeys    = []string{"drain_timeout"}
 	limitsKeys      = []string{"max_header_bytes", "header_timeout", "dial_timeout", "max_attempts", "max_connections"}
 	tunnelsKeys     = []string{"write_timeout"}
+	logKeys         = []string{"format"}
 
 	// policies are the values of pools[].policy, the balancer's policy
 	// names; the first is its default.
@@ -53,6 +54,7 @@ func (d *decoder) root(n *yaml.Node) *Config {
 		Admin:    Admin{Listen: DefaultAdminListen},
 		Shutdown: Shutdown{DrainTimeout: proxy.DefaultDrainTimeout},
 		Tunnels:  Tunnels{WriteTimeout: proxy.DefaultWriteTimeout},
+		Log:      Log{Format: DefaultLogFormat},
 		Limits: Limits{
 			MaxHeaderBytes: proxy.DefaultMaxHeaderBytes,
 			HeaderTimeout:  proxy.DefaultHeaderTimeout,
@@ -77,15 +79,10 @@ func (d *decoder) root(n *yaml.Node) *Config {
 		d.missing(n, "tls", "add tls.certificates with at least one cert_file and key_file, or tls.acme")
 	}
 	c.TLS.Certs = d.opts.Certificates
+	var adminListen *yaml.Node
+	var tokenFile bool
 	if v := f["admin"]; v != nil {
-		if af, ok := d.fields(v, "admin", "the admin section", adminKeys); ok {
-			if v := af["listen"]; v != nil {
-				c.Admin.Listen = d.listenAddr(v, "admin.listen")
-			}
-			if v := af["pprof"]; v != nil {
-				c.Admin.Pprof, _ = d.boolean(v, "admin.pprof")
-			}
-		}
+		adminListen, tokenFile = d.admin(v, &c.Admin)
 	}
 	if a := d.opts.AdminListen; a != "" {
 		if problem := checkListenAddr(a); problem != "" {
@@ -93,6 +90,10 @@ func (d *decoder) root(n *yaml.Node) *Config {
 				Msg: fmt.Sprintf("invalid listen address %q given in place of the file's: %s; %s", a, problem, listenHint)})
 		}
 		c.Admin.Listen = a
+	}
+	d.adminAccess(&c.Admin, adminListen, d.opts.AdminListen != "", tokenFile)
+	if v := f["log"]; v != nil {
+		d.logSection(v, &c.Log)
 	}
 	pools, poolsOK := []registry.PoolSpec(nil), false
 	if v := f["pools"]; v != nil {

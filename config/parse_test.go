@@ -44,6 +44,7 @@ func configErrors(t *testing.T, err error) []*Error {
 }
 
 func TestParseBad(t *testing.T) {
+	t.Setenv(AdminTokenEnv, "") // the golden files know no token but their own
 	files, err := filepath.Glob("testdata/bad/*.yaml")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("Glob(testdata/bad/*.yaml) = %v, %v; want files", files, err)
@@ -115,6 +116,7 @@ func defaultConfig(path string) Config {
 		Admin:    Admin{Listen: "127.0.0.1:9090"},
 		Shutdown: Shutdown{DrainTimeout: 10 * time.Second},
 		Tunnels:  Tunnels{WriteTimeout: 30 * time.Second},
+		Log:      Log{Format: "text"},
 		Limits: Limits{
 			MaxHeaderBytes: 16 << 10,
 			HeaderTimeout:  10 * time.Second,
@@ -146,6 +148,7 @@ func backends(addrs ...string) []registry.BackendSpec {
 }
 
 func TestParseGood(t *testing.T) {
+	t.Setenv(AdminTokenEnv, "")
 	tests := []struct {
 		name string
 		want func(c *Config)
@@ -241,6 +244,17 @@ func TestParseGood(t *testing.T) {
 			want: func(c *Config) {
 				c.Listen = "127.0.0.1:0"
 				c.TLS.ACME = &wstls.ACMEOptions{Domains: []string{"ws.example.com"}, CacheDir: "/var/lib/wsgate/acme", DirectoryURL: "https://acme-v02.api.letsencrypt.org/directory"}
+				c.Pools = []registry.PoolSpec{{Name: "app", Backends: backends("127.0.0.1:9001")}}
+				c.Routes = []proxy.Route{{PathPrefix: "/", Pool: "app"}}
+			},
+		},
+		{
+			name: "ops",
+			want: func(c *Config) {
+				c.Listen = "127.0.0.1:8443"
+				c.TLS.Certificates = []wstls.CertFile{testCert}
+				c.Admin = Admin{Listen: "0.0.0.0:9090", TokenFile: "testdata/tokens/admin.token", Token: "0123456789abcdef0123456789abcdef"}
+				c.Log.Format = "json"
 				c.Pools = []registry.PoolSpec{{Name: "app", Backends: backends("127.0.0.1:9001")}}
 				c.Routes = []proxy.Route{{PathPrefix: "/", Pool: "app"}}
 			},

@@ -70,9 +70,14 @@ func rawClient(tb testing.TB, p *testProxy) *tls.Conn {
 // whole process; the raw client and backend allocate nothing per message,
 // so it is the proxy's (plus crypto/tls's on both ends).
 func BenchmarkTunnelEcho(b *testing.B) {
+	benchTunnelEcho(b, Options{})
+}
+
+// benchTunnelEcho is BenchmarkTunnelEcho through a proxy with opts.
+func benchTunnelEcho(b *testing.B, opts Options) {
 	for _, size := range []int{64, 16 << 10} {
 		b.Run(fmt.Sprintf("size=%d", size), func(b *testing.B) {
-			p := startProxy(b, Options{}, backendSpec{addr: rawEchoBackend(b)})
+			p := startProxy(b, opts, backendSpec{addr: rawEchoBackend(b)})
 			conn := rawClient(b, p)
 			msg := frame(true, 2, size, true)
 			got := make([]byte, len(msg))

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -24,11 +25,66 @@ import (
 
 type routeKey struct{}
 
-// servePlain proxies an ordinary HTTP request to rt's pool.
+// Log keys of a plain request's record.
+const (
+	keyMethod  = "method"
+	keyAborted = "aborted"
+)
+
+// servePlain proxies an ordinary HTTP request to rt's pool, and writes its
+// access record: one per request, at info, when it ends (also when the
+// response is cut short).
 func (h *Handler) servePlain(w http.ResponseWriter, r *http.Request, rt *Route) {
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w}
+	defer func() {
+		attrs := [...]slog.Attr{
+			slog.String(keyMethod, r.Method),
+			slog.String(keyHost, r.Host),
+			slog.String(keyPath, r.URL.Path),
+			slog.Int(keyStatus, cmp.Or(sw.status, http.StatusOK)), // net/http sends 200 for an empty handler
+			slog.Duration(keyDuration, time.Since(start)),
+			slog.String(keyPool, rt.Pool),
+			slog.String(keyRemoteAddr, r.RemoteAddr),
+			slog.Bool(keyAborted, true),
+		}
+		// The reverse proxy aborts a response it cannot finish (the backend
+		// cut its body short) with a panic, which net/http turns into a
+		// closed connection; the record says so, and the panic goes on.
+		if v := recover(); v != nil {
+			defer panic(v)
+			h.log.LogAttrs(r.Context(), slog.LevelInfo, "http request", attrs[:]...)
+			return
+		}
+		h.log.LogAttrs(r.Context(), slog.LevelInfo, "http request", attrs[:len(attrs)-1]...)
+	}()
 	ctx := context.WithValue(r.Context(), routeKey{}, rt)
-	h.plain.ServeHTTP(w, r.WithContext(ctx))
+	h.plain.ServeHTTP(sw, r.WithContext(ctx))
 }
+
+// statusWriter notes the status of the response written through it. It
+// unwraps, so http.ResponseController (flushes, the hijack of a protocol
+// switch) reaches the connection's own writer.
+type statusWriter struct {
+	http.ResponseWriter
+	status int // the final status, 0 until written
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func (h *Handler) newPlainProxy() *httputil.ReverseProxy {
 	bt := &balancingTransport{h: h}

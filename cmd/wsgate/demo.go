@@ -63,10 +63,11 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&addrs.Listen, "listen", "127.0.0.1:8443", "TLS listener address")
 	fs.StringVar(&addrs.Admin, "admin", config.DefaultAdminListen, "admin listener address")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	format := fs.String("log-format", config.DefaultLogFormat, "log format: text or json")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	log, err := newLogger(stderr, *level)
+	log, err := newLogger(stderr, *level, *format)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsgate demo:", err)
 		return 2

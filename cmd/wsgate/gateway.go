@@ -19,6 +19,7 @@ import (
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/healthcheck"
 	"github.com/wsgate/wsgate/listener"
+	"github.com/wsgate/wsgate/metrics"
 	"github.com/wsgate/wsgate/proxy"
 	"github.com/wsgate/wsgate/registry"
 	wstls "github.com/wsgate/wsgate/tls"
@@ -37,6 +38,7 @@ type gateway struct {
 	certs *wstls.Provider
 	proxy *proxy.Handler
 	admin *admin.Server
+	stats *metrics.Metrics
 
 	proxyLn, adminLn net.Listener
 	httpLn           net.Listener // nil without tls.http_listen
@@ -58,7 +60,8 @@ func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log 
 		return nil, err
 	}
 	g.bal = balancer.New(g.store, balancer.Options{Logger: log})
-	g.check = healthcheck.New(g.store, healthcheck.Options{Logger: log})
+	g.stats = metrics.New(metrics.Options{Store: g.store, Balancer: g.bal})
+	g.check = healthcheck.New(g.store, healthcheck.Options{Observer: g.stats, Logger: log})
 
 	if g.certs, err = wstls.NewProvider(tlsOptions(cfg, log)); err != nil {
 		return nil, err
@@ -70,22 +73,31 @@ func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log 
 		DialTimeout:    cfg.Limits.DialTimeout,
 		MaxAttempts:    cfg.Limits.MaxAttempts,
 		MaxHeaderBytes: cfg.Limits.MaxHeaderBytes,
-
-		HeaderTimeout: cfg.Limits.HeaderTimeout,
+		HeaderTimeout:  cfg.Limits.HeaderTimeout,
 		Limits: proxy.Limits{
 			MaxConnections: connectionLimit(cfg.Limits.MaxConnections, log),
 			WriteTimeout:   offIfZero(cfg.Tunnels.WriteTimeout),
 		},
-		Logger: log,
+		Observer: g.stats,
+		Logger:   log,
 	})
-	g.admin = admin.New(admin.Options{Store: g.store, Balancer: g.bal, Pprof: cfg.Admin.Pprof, Logger: log})
+	g.stats.SetRelayer(g.proxy)
+	g.admin = admin.New(admin.Options{
+		Store:    g.store,
+		Balancer: g.bal,
+		Totals:   g.stats.Totals,
+		Metrics:  g.stats.Handler(),
+		Token:    cfg.Admin.Token,
+		Pprof:    cfg.Admin.Pprof,
+		Logger:   log,
+	})
 	for _, l := range lns.All() {
 		if l.From != "" {
 			log.Info("listener inherited", slog.String("listener", l.Name), slog.String("addr", l.Addr().String()), slog.String("from", l.From))
 		}
 	}
 	log.Info("config loaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
-		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)))
+		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)), slog.Bool("admin_token", cfg.Admin.Token != ""))
 	return g, nil
 }
 
@@ -144,14 +156,22 @@ var (
 func (g *gateway) proxyURL() string { return "https://" + g.proxyLn.Addr().String() }
 func (g *gateway) adminURL() string { return "http://" + g.adminLn.Addr().String() }
 
-// reload reads the config file again and applies it: certificates, pools,
-// backends, weights, health checks and routes change for new connections;
-// established connections are not touched (a removed backend's connections
-// run on until they end). A file that fails validation, or certificates
-// that fail to load, change nothing. The listeners (their addresses and
-// reuse_port) and limits are fixed at start-up: a change to them is
-// logged and ignored.
+// reload reads the config file again and applies it, and counts the
+// outcome in wsgate_config_reloads_total.
 func (g *gateway) reload() {
+	g.stats.Reloaded(g.applyReload())
+}
+
+// applyReload reads the config file again and applies it: certificates,
+// pools, backends, weights, health checks, routes and the admin token
+// change for new connections and requests; established connections are
+// not touched (a removed backend's connections run on until they end). A
+// file that fails validation, or certificates that fail to load, change
+// nothing. The listeners (their addresses and reuse_port), limits and the
+// log format are fixed at start-up: a change to them is logged and
+// ignored. It reports whether the new config was applied; it logs why
+// when not.
+func (g *gateway) applyReload() bool {
 	cfg, err := g.opts.Load(g.cfg.Path)
 	if err != nil {
 		g.log.Error("reload rejected; the running config stays", slog.String("file", g.cfg.Path), slog.Uint64("generation", g.store.Generation()))
@@ -163,26 +183,35 @@ func (g *gateway) reload() {
 		} else {
 			g.log.Error("config error", slog.String("err", err.Error()))
 		}
-		return
+		return false
 	}
 	if err := g.certs.SetFiles(cfg.TLS.Certificates); err != nil {
 		g.log.Error("reload rejected; the running config stays", slog.String("file", cfg.Path), slog.Any("err", err))
-		return
+		return false
 	}
 	gen, err := g.store.Apply(cfg.Pools)
 	if err != nil {
 		g.log.Error("reload rejected; the running config stays", slog.String("file", cfg.Path), slog.Any("err", err))
-		return
+		return false
 	}
 	g.proxy.SetRoutes(cfg.Routes)
+	if cfg.Admin.Token != g.cfg.Admin.Token {
+		g.admin.SetToken(cfg.Admin.Token)
+		g.log.Info("admin token changed", slog.Bool("admin_token", cfg.Admin.Token != ""))
+	}
 	g.keepRestartOnlyTLS(cfg)
 	if cfg.Listen != g.cfg.Listen || cfg.ReusePort != g.cfg.ReusePort || cfg.Admin.Listen != g.cfg.Admin.Listen || cfg.Limits != g.cfg.Limits {
 		g.log.Warn("listen addresses, reuse_port and limits change only on restart; kept the running ones")
 	}
 	cfg.Listen, cfg.ReusePort, cfg.Admin.Listen, cfg.Limits = g.cfg.Listen, g.cfg.ReusePort, g.cfg.Admin.Listen, g.cfg.Limits
+	if cfg.Log != g.cfg.Log {
+		g.log.Warn("log.format changes only on restart; kept the running one")
+		cfg.Log = g.cfg.Log
+	}
 	g.cfg = cfg
 	g.log.Info("config reloaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
 		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)))
+	return true
 }
 
 // serve runs the gateway until ctx is done, then shuts down: the admin
@@ -198,11 +227,13 @@ func (g *gateway) serve(ctx context.Context, reload <-chan os.Signal) error {
 	eg, egCtx := errgroup.WithContext(runCtx)
 	eg.Go(func() error { return g.bal.Run(egCtx) })
 	eg.Go(func() error { return g.check.Run(egCtx) })
+	eg.Go(func() error { return g.stats.Run(egCtx) })
 	eg.Go(func() error { return g.proxy.Run(egCtx) })
 	eg.Go(func() error { return g.certs.Watch(egCtx, 0) })
 	accept := proxy.NewListener(g.proxyLn, proxy.ListenerOptions{
 		TLS:              g.certs.TLSConfig(),
 		HandshakeTimeout: g.cfg.Limits.HeaderTimeout,
+		Observer:         g.stats,
 		Logger:           g.log,
 	})
 	eg.Go(func() error { return accept.Run(egCtx) })
@@ -268,11 +299,19 @@ func serveErr(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
-// newLogger returns the process logger.
-func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+// newLogger returns the process logger, writing in format (config.LogText
+// or config.LogJSON) at level and above.
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
 		return nil, fmt.Errorf("bad -log-level %q: use debug, info, warn or error", level)
 	}
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l})), nil
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case config.LogText:
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case config.LogJSON:
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("bad -log-format %q: use text or json", format)
 }

@@ -410,6 +410,6 @@ func TestConnectionLimit(t *testing.T) {
 		t.Fatalf("third Dial() = %v, %v; want 503 at max_connections 2", resp, err)
 	}
 	waitFor(t, "the refusal to be logged", func() bool {
-		return strings.Contains(g.Stderr.String(), "connection limit reached")
+		return strings.Contains(g.Stderr.String(), `msg="limit reached; refused"`) && strings.Contains(g.Stderr.String(), "reason=max_connections")
 	})
 }

@@ -4,6 +4,7 @@
 //
 //	wsgate run -config FILE       run the proxy
 //	wsgate validate -config FILE  check a config file, print every error
+//	wsgate status                 print the backends of a running wsgate
 //	wsgate demo                   run a self-contained demo, no files needed
 //	wsgate version                print the version
 package main
@@ -29,6 +30,7 @@ const usage = `usage: wsgate <command> [flags]
 commands:
   run -config FILE       run the proxy
   validate -config FILE  check a config file; print ok, or every error as FILE:LINE:COL: message
+  status                 print the backends of a running wsgate (its admin API)
   demo                   run a demo: self-signed TLS, three in-process backends, no files needed
   version                print the version
 
@@ -46,6 +48,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return runCmd(ctx, args[1:], stdout, stderr)
 	case "validate":
 		return validateCmd(args[1:], stdout, stderr)
+	case "status":
+		return statusCmd(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return demoCmd(ctx, args[1:], stdout, stderr)
 	case "version", "-version", "--version":

@@ -95,15 +95,17 @@ type gate struct {
 type gateConfig struct {
 	listen, admin string // the listeners' addresses; "" is 127.0.0.1:0
 	backends      []string
-	health        string // the pool's health_check block, indented for it, or ""
-	extra         string // more top-level YAML
+	health        string   // the pool's health_check block, indented for it, or ""
+	adminKeys     string   // more admin keys, indented for the admin block
+	extra         string   // more top-level YAML
+	args          []string // more arguments of wsgate run
 }
 
 func (g *gate) writeConfig(t *testing.T, gc gateConfig) {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %s\ntls:\n  certificates:\n    - cert_file: %s\n      key_file: %s\n", cmp.Or(gc.listen, "127.0.0.1:0"), g.certFile, g.keyFile)
-	fmt.Fprintf(&b, "admin:\n  listen: %s\npools:\n  - name: app\n    backends:\n", cmp.Or(gc.admin, "127.0.0.1:0"))
+	fmt.Fprintf(&b, "admin:\n  listen: %s\n%spools:\n  - name: app\n    backends:\n", cmp.Or(gc.admin, "127.0.0.1:0"), gc.adminKeys)
 	for _, addr := range gc.backends {
 		fmt.Fprintf(&b, "      - address: %s\n", addr)
 	}
@@ -126,7 +128,7 @@ func startGateWith(t *testing.T, gc gateConfig) *gate {
 	g := &gate{path: filepath.Join(dir, "wsgate.yaml")}
 	g.certFile, g.keyFile, g.roots = tlsFiles(t, dir)
 	g.writeConfig(t, gc)
-	g.proc = start(t, wsgateBin, "run", "-config", g.path)
+	g.proc = start(t, wsgateBin, append([]string{"run", "-config", g.path}, gc.args...)...)
 	g.proxyAddr = strings.TrimPrefix(g.WaitLine("wsgate: proxy listening on"), "https://")
 	g.adminURL = g.WaitLine("wsgate: admin listening on")
 	return g

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -20,6 +21,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var opts config.Options
 	fs.StringVar(&opts.AdminListen, "admin", "", "admin listener `address`, in place of the file's admin.listen (so that processes sharing a file and reuse_port have their own)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	format := fs.String("log-format", "", "log format: text or json (default: the file's log.format, else text)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -27,8 +29,9 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wsgate run: -config FILE is required")
 		return 2
 	}
-	log, err := newLogger(stderr, *level)
-	if err != nil {
+	// The flags are checked before the file is read, so that a typo in
+	// them is a usage error whatever the file holds.
+	if _, err := newLogger(io.Discard, *level, cmp.Or(*format, config.DefaultLogFormat)); err != nil {
 		fmt.Fprintln(stderr, "wsgate run:", err)
 		return 2
 	}
@@ -36,6 +39,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		printErrors(stderr, err)
 		return 1
+	}
+	// The flag wins over the file.
+	log, err := newLogger(stderr, *level, cmp.Or(*format, cfg.Log.Format))
+	if err != nil {
+		fmt.Fprintln(stderr, "wsgate run:", err)
+		return 2
 	}
 	g, lns, err := openGateway(ctx, cfg, opts, log)
 	if err != nil {
