@@ -55,20 +55,6 @@ var upgradeResults = [...]proxy.UpgradeResult{
 
 var initiators = [...]proxy.Initiator{proxy.ClosedByClient, proxy.ClosedByBackend, proxy.ClosedByProxy}
 
-// limitReasons and handshakeReasons are the refusal reasons whose series
-// exist from the start; a reason the proxy adds later counts from its
-// first use.
-var (
-	limitReasons     = [...]proxy.RefusalReason{proxy.RefusedMaxConnections}
-	handshakeReasons = [...]proxy.RefusalReason{
-		proxy.HandshakeTimeout,
-		proxy.HandshakeClosed,
-		proxy.HandshakeNotTLS,
-		proxy.HandshakeClientAlert,
-		proxy.HandshakeProtocol,
-	}
-)
-
 // Histogram buckets, in seconds. A handshake on a local network takes
 // well under a millisecond to a few hundred (a dial timeout is seconds);
 // a tunnel lives from a fraction of a second to days.
@@ -191,10 +177,10 @@ func New(opts Options) *Metrics {
 	}
 	m.reloadOK = m.reloads.WithLabelValues(resultOK)
 	m.reloadError = m.reloads.WithLabelValues(resultErr)
-	for _, r := range limitReasons {
+	for _, r := range proxy.LimitReasons {
 		m.limitSeries.get(r, m.limitedCounter)
 	}
-	for _, r := range handshakeReasons {
+	for _, r := range proxy.HandshakeReasons {
 		m.tlsSeries.get(r, m.tlsCounter)
 	}
 	m.reg.MustRegister(

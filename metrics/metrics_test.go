@@ -137,8 +137,11 @@ func TestSeriesExistFromTheStart(t *testing.T) {
 	if got := gather(t, m, "wsgate_config_reloads_total"); len(got) != 2 || got["ok"] != 0 || got["error"] != 0 {
 		t.Errorf("wsgate_config_reloads_total = %v, want ok and error at 0", got)
 	}
-	if got := gather(t, m, "wsgate_limited_total"); len(got) != 1 || got["max_connections"] != 0 {
-		t.Errorf("wsgate_limited_total = %v, want max_connections at 0", got)
+	limited := gather(t, m, "wsgate_limited_total")
+	for _, r := range proxy.LimitReasons {
+		if v, ok := limited[string(r)]; !ok || v != 0 {
+			t.Errorf("wsgate_limited_total{reason=%q} = %v, %v; want 0, present", r, v, ok)
+		}
 	}
 	tlsErrors := gather(t, m, "wsgate_tls_handshake_errors_total")
 	for _, r := range []string{"timeout", "closed", "not_tls", "client_alert", "protocol"} {

@@ -142,6 +142,17 @@ const (
 	HandshakeProtocol RefusalReason = "protocol"
 )
 
+// LimitReasons and HandshakeReasons are every refusal reason the proxy
+// reports, for metrics that want their series from the start.
+var (
+	LimitReasons = []RefusalReason{
+		RefusedMaxConnections, RefusedMaxConnectionsPerIP, RefusedHandshakeRate, RefusedMaxMessageBytes,
+	}
+	HandshakeReasons = []RefusalReason{
+		HandshakeTimeout, HandshakeClosed, HandshakeNotTLS, HandshakeClientAlert, HandshakeProtocol,
+	}
+)
+
 // RefusalEvent describes one refusal.
 type RefusalEvent struct {
 	Reason RefusalReason
