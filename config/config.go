@@ -69,6 +69,17 @@ type Tunnels struct {
 	// for it before the tunnel is closed (the other side gets close 1001);
 	// 0 means never. proxy.DefaultWriteTimeout when not set.
 	WriteTimeout time.Duration
+	// PingInterval: a client silent this long gets a ping; PingTimeout:
+	// one that then sends nothing for this long is cut (the backend gets
+	// 1001). 0 PingInterval (the default) means no pings; PingTimeout
+	// defaults to PingInterval.
+	PingInterval, PingTimeout time.Duration
+	// IdleTimeout closes a tunnel quiet both ways for this long; 0 (the
+	// default) means never.
+	IdleTimeout time.Duration
+	// MaxLifetime closes a tunnel after this long, ±10%; 0 (the default)
+	// means never.
+	MaxLifetime time.Duration
 }
 
 // TLS holds the certificate settings of the TLS listener.
@@ -109,6 +120,10 @@ type Shutdown struct {
 	// DrainTimeout bounds the shutdown; proxy.DefaultDrainTimeout when
 	// not set.
 	DrainTimeout time.Duration
+	// CloseSpread spreads the 1001 closes of a shutdown evenly over this
+	// window, which must be shorter than DrainTimeout; 0 sends them all at
+	// once. A third of DrainTimeout when not set.
+	CloseSpread time.Duration
 }
 
 // Limits bound what a client or backend can make the proxy do. Each is
@@ -130,4 +145,21 @@ type Limits struct {
 	// MaxAttempts is how many backends one upgrade is tried on before the
 	// client gets 503.
 	MaxAttempts int
+	// MaxConnectionsPerIP bounds one client address's WebSocket
+	// connections (an IPv6 client's /64); 0 means no bound.
+	// proxy.DefaultMaxConnectionsPerIP when not set.
+	MaxConnectionsPerIP int
+	// HandshakeRatePerIP (upgrades a second, a token bucket of
+	// HandshakeBurst) bounds one client address's upgrades; 0 means no
+	// bound. proxy.DefaultHandshakeRatePerIP and proxy.DefaultHandshakeBurst
+	// when not set.
+	HandshakeRatePerIP float64
+	HandshakeBurst     int
+	// MaxMessageBytes bounds a client's message to its backend; 0 (the
+	// default) means none.
+	MaxMessageBytes int64
+	// TLSHandshakeTimeout bounds a client's TLS handshake (and a PROXY
+	// protocol header before it). proxy.DefaultHandshakeTimeout when not
+	// set.
+	TLSHandshakeTimeout time.Duration
 }

@@ -28,10 +28,11 @@ var (
 	backendKeys     = []string{"address", "weight"}
 	healthKeys      = []string{"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "expected_status"}
 	routeKeys       = []string{"host", "path_prefix", "pool", "allowed_origins"}
-	shutdownKeys    = []string{"drain_timeout"}
-	limitsKeys      = []string{"max_header_bytes", "header_timeout", "dial_timeout", "max_attempts", "max_connections"}
-	tunnelsKeys     = []string{"write_timeout"}
-	logKeys         = []string{"format"}
+	shutdownKeys    = []string{"drain_timeout", "close_spread"}
+	limitsKeys      = []string{"max_header_bytes", "header_timeout", "dial_timeout", "max_attempts", "max_connections",
+		"max_connections_per_ip", "handshake_rate_per_ip", "handshake_burst", "max_message_bytes", "tls_handshake_timeout"}
+	tunnelsKeys = []string{"write_timeout", "ping_interval", "ping_timeout", "idle_timeout", "max_lifetime"}
+	logKeys     = []string{"format"}
 
 	// policies are the values of pools[].policy, the balancer's policy
 	// names; the first is its default.
@@ -54,13 +55,17 @@ func (d *decoder) root(n *yaml.Node) *Config {
 		Admin:    Admin{Listen: DefaultAdminListen},
 		Shutdown: Shutdown{DrainTimeout: proxy.DefaultDrainTimeout},
 		Tunnels:  Tunnels{WriteTimeout: proxy.DefaultWriteTimeout},
-		Log:      Log{Format: DefaultLogFormat},
 		Limits: Limits{
-			MaxHeaderBytes: proxy.DefaultMaxHeaderBytes,
-			HeaderTimeout:  proxy.DefaultHeaderTimeout,
-			DialTimeout:    proxy.DefaultDialTimeout,
-			MaxAttempts:    proxy.DefaultMaxAttempts,
+			MaxHeaderBytes:      proxy.DefaultMaxHeaderBytes,
+			HeaderTimeout:       proxy.DefaultHeaderTimeout,
+			DialTimeout:         proxy.DefaultDialTimeout,
+			MaxAttempts:         proxy.DefaultMaxAttempts,
+			MaxConnectionsPerIP: proxy.DefaultMaxConnectionsPerIP,
+			HandshakeRatePerIP:  proxy.DefaultHandshakeRatePerIP,
+			HandshakeBurst:      proxy.DefaultHandshakeBurst,
+			TLSHandshakeTimeout: proxy.DefaultHandshakeTimeout,
 		},
+		Log: Log{Format: DefaultLogFormat},
 	}
 	if v := f["listen"]; v != nil {
 		c.Listen = d.listenAddr(v, "listen")
@@ -107,12 +112,23 @@ func (d *decoder) root(n *yaml.Node) *Config {
 	} else {
 		d.missing(n, "routes", "add at least one route naming a pool, such as routes: [{path_prefix: /, pool: app}]")
 	}
+	spreadSet := false
 	if v := f["shutdown"]; v != nil {
 		if sf, ok := d.fields(v, "shutdown", "the shutdown section", shutdownKeys); ok {
 			if v := sf["drain_timeout"]; v != nil {
 				c.Shutdown.DrainTimeout, _, _ = d.duration(v, "shutdown.drain_timeout")
 			}
+			if v := sf["close_spread"]; v != nil {
+				spreadSet = true
+				c.Shutdown.CloseSpread = d.durationOrOff(v, "shutdown.close_spread")
+				if c.Shutdown.CloseSpread >= c.Shutdown.DrainTimeout && c.Shutdown.DrainTimeout > 0 {
+					d.errorf(d.resolve(v), "shutdown.close_spread", "%v is not shorter than shutdown.drain_timeout (%v); the closes must leave the last tunnels time for their close handshakes", c.Shutdown.CloseSpread, c.Shutdown.DrainTimeout)
+				}
+			}
 		}
+	}
+	if !spreadSet {
+		c.Shutdown.CloseSpread = c.Shutdown.DrainTimeout / 3
 	}
 	if v := f["limits"]; v != nil {
 		d.limits(v, "limits", &c.Limits)
@@ -121,6 +137,21 @@ func (d *decoder) root(n *yaml.Node) *Config {
 		if tf, ok := d.fields(v, "tunnels", "the tunnels section", tunnelsKeys); ok {
 			if v := tf["write_timeout"]; v != nil {
 				c.Tunnels.WriteTimeout = d.durationOrOff(v, "tunnels.write_timeout")
+			}
+			if v := tf["ping_interval"]; v != nil {
+				c.Tunnels.PingInterval = d.durationOrOff(v, "tunnels.ping_interval")
+			}
+			if v := tf["ping_timeout"]; v != nil {
+				c.Tunnels.PingTimeout, _, _ = d.duration(v, "tunnels.ping_timeout")
+				if c.Tunnels.PingInterval == 0 {
+					d.errorf(d.resolve(v), "tunnels.ping_timeout", "set without tunnels.ping_interval, so no ping is ever sent; set ping_interval too, or remove ping_timeout")
+				}
+			}
+			if v := tf["idle_timeout"]; v != nil {
+				c.Tunnels.IdleTimeout = d.durationOrOff(v, "tunnels.idle_timeout")
+			}
+			if v := tf["max_lifetime"]; v != nil {
+				c.Tunnels.MaxLifetime = d.durationOrOff(v, "tunnels.max_lifetime")
 			}
 		}
 	}
@@ -549,6 +580,22 @@ func (d *decoder) limits(n *yaml.Node, path string, l *Limits) {
 	}
 	if v := f["max_attempts"]; v != nil {
 		l.MaxAttempts, _ = d.integer(v, join(path, "max_attempts"), 1, 10)
+	}
+	if v := f["max_connections_per_ip"]; v != nil {
+		l.MaxConnectionsPerIP, _ = d.integer(v, join(path, "max_connections_per_ip"), 0, 0)
+	}
+	if v := f["handshake_rate_per_ip"]; v != nil {
+		l.HandshakeRatePerIP = d.number(v, join(path, "handshake_rate_per_ip"))
+	}
+	if v := f["handshake_burst"]; v != nil {
+		l.HandshakeBurst, _ = d.integer(v, join(path, "handshake_burst"), 1, 0)
+	}
+	if v := f["max_message_bytes"]; v != nil {
+		n, _ := d.integer(v, join(path, "max_message_bytes"), 0, 0)
+		l.MaxMessageBytes = int64(n)
+	}
+	if v := f["tls_handshake_timeout"]; v != nil {
+		l.TLSHandshakeTimeout, _, _ = d.duration(v, join(path, "tls_handshake_timeout"))
 	}
 }
 

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -265,6 +266,22 @@ func (d *decoder) integer(n *yaml.Node, path string, lo, hi int) (int, bool) {
 		return 0, false
 	}
 	return v, true
+}
+
+// number returns the value of n, a number of zero or more (an integer or a
+// decimal such as 0.5).
+func (d *decoder) number(n *yaml.Node, path string) float64 {
+	n = d.resolve(n)
+	var v float64
+	if n.Kind != yaml.ScalarNode || (n.ShortTag() != tagInt && n.ShortTag() != "!!float") || n.Decode(&v) != nil {
+		d.errorf(n, path, "want a number of zero or more, such as 50 or 0.5; got %s", describe(n))
+		return 0
+	}
+	if v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+		d.errorf(n, path, "%s is out of range; want a number of zero or more, such as 50 or 0.5", n.Value)
+		return 0
+	}
+	return v
 }
 
 const durationHint = "use a Go duration such as 500ms, 10s or 1m"

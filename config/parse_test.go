@@ -114,14 +114,18 @@ func defaultConfig(path string) Config {
 	return Config{
 		Path:     path,
 		Admin:    Admin{Listen: "127.0.0.1:9090"},
-		Shutdown: Shutdown{DrainTimeout: 10 * time.Second},
+		Shutdown: Shutdown{DrainTimeout: 10 * time.Second, CloseSpread: 10 * time.Second / 3},
 		Tunnels:  Tunnels{WriteTimeout: 30 * time.Second},
 		Log:      Log{Format: "text"},
 		Limits: Limits{
-			MaxHeaderBytes: 16 << 10,
-			HeaderTimeout:  10 * time.Second,
-			DialTimeout:    5 * time.Second,
-			MaxAttempts:    3,
+			MaxHeaderBytes:      16 << 10,
+			HeaderTimeout:       10 * time.Second,
+			DialTimeout:         5 * time.Second,
+			MaxAttempts:         3,
+			MaxConnectionsPerIP: 1000,
+			HandshakeRatePerIP:  50,
+			HandshakeBurst:      500,
+			TLSHandshakeTimeout: 10 * time.Second,
 		},
 	}
 }
@@ -198,8 +202,10 @@ func TestParseGood(t *testing.T) {
 					{Host: "", PathPrefix: "/", Pool: "42"},
 				}
 				c.Shutdown.DrainTimeout = 90 * time.Second
-				c.Limits = Limits{MaxHeaderBytes: 1024, HeaderTimeout: 2 * time.Second, DialTimeout: 250 * time.Millisecond, MaxAttempts: 10, MaxConnections: 5000}
-				c.Tunnels.WriteTimeout = 0 // "0" turns it off
+				c.Shutdown.CloseSpread = 20 * time.Second
+				c.Limits = Limits{MaxHeaderBytes: 1024, HeaderTimeout: 2 * time.Second, DialTimeout: 250 * time.Millisecond, MaxAttempts: 10, MaxConnections: 5000,
+					MaxConnectionsPerIP: 0, HandshakeRatePerIP: 0.5, HandshakeBurst: 3, MaxMessageBytes: 1 << 20, TLSHandshakeTimeout: 3 * time.Second}
+				c.Tunnels = Tunnels{PingInterval: 25 * time.Second, PingTimeout: 5 * time.Second, IdleTimeout: time.Hour, MaxLifetime: 24 * time.Hour}
 			},
 		},
 		{

@@ -22,6 +22,8 @@ type conns struct {
 	// ended sums the bytes of the tunnels that have ended, per pool, so
 	// that relayed adds up to a figure that never goes down; guarded by mu.
 	ended map[string]*PoolBytes
+	// spread are the timers of a shutdown's later closes; guarded by mu.
+	spread []*time.Timer
 }
 
 // PoolBytes counts the bytes relayed through a pool's tunnels: Up from
@@ -90,16 +92,40 @@ func (cs *conns) len() int {
 	return len(cs.m)
 }
 
-// goAway starts the going-away handshake on every tunnel, now and for any
-// tunnel added later, with the given deadline.
-func (cs *conns) goAway(deadline time.Time) {
+// goAway starts the going-away handshake on every tunnel, with the given
+// deadline, spread evenly over spread (the first at once), and at once
+// for any tunnel added later.
+func (cs *conns) goAway(deadline time.Time, spread time.Duration) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	cs.stopping, cs.deadline = true, deadline
-	for t := range cs.m {
-		t.setReason(ReasonShutdown)
-		t.goAway(deadline)
+	n, i := len(cs.m), 0
+	for t := range cs.m { // map order: random, so no tunnel is always last
+		at := time.Duration(0)
+		if spread > 0 {
+			at = time.Duration(i) * spread / time.Duration(n)
+		}
+		i++
+		if at == 0 {
+			t.setReason(ReasonShutdown)
+			t.goAway(deadline)
+			continue
+		}
+		cs.spread = append(cs.spread, time.AfterFunc(at, func() {
+			t.setReason(ReasonShutdown)
+			t.goAway(deadline)
+		}))
 	}
+}
+
+// stopSpread stops the shutdown's closes still to come.
+func (cs *conns) stopSpread() {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	for _, tm := range cs.spread {
+		tm.Stop()
+	}
+	cs.spread = nil
 }
 
 // wait waits until every tunnel has ended or ctx is done.
@@ -121,6 +147,7 @@ func (cs *conns) closeAll() {
 		ts = append(ts, t)
 	}
 	cs.mu.Unlock()
+	cs.stopSpread()
 	for _, t := range ts {
 		t.closeByProxy()
 	}

@@ -293,8 +293,10 @@ func headerSize(r *http.Request) int {
 // Shutdown ends every established tunnel gracefully: at the next frame
 // boundary in each direction it sends a close frame with code 1001 (going
 // away) to the client and to the backend, then waits for both close
-// frames in answer. Tunnels established during the shutdown get the same.
-// When ctx is done first (its deadline is the drain deadline), the tunnels
+// frames in answer. With Limits.CloseSpread the tunnels start this at
+// moments spread evenly over that window instead of all at once. Tunnels
+// established during the shutdown get the same at once. When ctx is done
+// first (its deadline is the drain deadline), the tunnels
 // left are closed at once. Shutdown returns when every tunnel has ended;
 // the error is ctx's if it had to close any.
 //
@@ -305,8 +307,9 @@ func (h *Handler) Shutdown(ctx context.Context) error {
 	if !ok {
 		deadline = time.Now().Add(DefaultDrainTimeout)
 	}
-	h.conns.goAway(deadline)
+	h.conns.goAway(deadline, h.limits.Load().CloseSpread)
 	err := h.conns.wait(ctx)
+	h.conns.stopSpread()
 	if err != nil {
 		h.conns.closeAll()
 	}

@@ -58,7 +58,22 @@ type Limits struct {
 	// so that the reconnects spread, with close 1001 to both sides at frame
 	// boundaries. Zero means never.
 	MaxLifetime time.Duration
+	// CloseSpread spreads the 1001 closes of Shutdown evenly over this
+	// window (each still at a frame boundary), so that the clients do not
+	// all reconnect in the same instant. Zero sends them all at once. It
+	// must be shorter than the drain deadline to leave the last tunnels
+	// time for their close handshakes.
+	CloseSpread time.Duration
 }
+
+// Defaults of the per-address limits, for a public endpoint (the README
+// says why each is what it is). Options.Limits' zero value has none of
+// them: they are config's defaults.
+const (
+	DefaultMaxConnectionsPerIP = 1000
+	DefaultHandshakeRatePerIP  = 50
+	DefaultHandshakeBurst      = 500
+)
 
 // The refusal reasons of the Handler's limits (the `reason` label of
 // wsgate_limited_total).

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -85,7 +86,7 @@ type ListenerOptions struct {
 type Listener struct {
 	ln      net.Listener
 	tls     *tls.Config
-	timeout time.Duration
+	timeout atomic.Int64 // time.Duration; SetHandshakeTimeout's
 	layers  []AcceptLayer
 	obs     Observer
 	log     *slog.Logger
@@ -108,7 +109,6 @@ func NewListener(ln net.Listener, opts ListenerOptions) *Listener {
 	l := &Listener{
 		ln:       ln,
 		tls:      opts.TLS,
-		timeout:  opts.HandshakeTimeout,
 		layers:   opts.Layers,
 		obs:      opts.Observer,
 		log:      opts.Logger,
@@ -116,9 +116,7 @@ func NewListener(ln net.Listener, opts ListenerOptions) *Listener {
 		done:     make(chan struct{}),
 		inFlight: make(map[net.Conn]struct{}),
 	}
-	if l.timeout <= 0 {
-		l.timeout = DefaultHandshakeTimeout
-	}
+	l.SetHandshakeTimeout(opts.HandshakeTimeout)
 	if l.obs == nil {
 		l.obs = nopObserver{}
 	}
@@ -126,6 +124,15 @@ func NewListener(ln net.Listener, opts ListenerOptions) *Listener {
 		l.log = slog.Default()
 	}
 	return l
+}
+
+// SetHandshakeTimeout changes the handshake timeout for connections
+// accepted from now on; zero means DefaultHandshakeTimeout.
+func (l *Listener) SetHandshakeTimeout(d time.Duration) {
+	if d <= 0 {
+		d = DefaultHandshakeTimeout
+	}
+	l.timeout.Store(int64(d))
 }
 
 // Accept returns the next connection that completed its handshake.
@@ -230,7 +237,7 @@ func (l *Listener) untrack(c net.Conn) {
 func (l *Listener) handshake(raw net.Conn) {
 	defer l.untrack(raw)
 	cc := sockio.Accepted(raw)
-	_ = cc.SetDeadline(time.Now().Add(l.timeout))
+	_ = cc.SetDeadline(time.Now().Add(time.Duration(l.timeout.Load())))
 	for _, layer := range l.layers {
 		if err := layer(cc); err != nil {
 			var r *Refusal

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -181,4 +182,39 @@ func TestShutdownPassesBackendClose(t *testing.T) {
 	default:
 	}
 	var _ net.Conn = raw
+}
+
+func TestShutdownSpreadsTheCloses(t *testing.T) {
+	b := newTestBackend(t, "b")
+	const n, spread = 12, 600 * time.Millisecond
+	p := startProxy(t, Options{Limits: Limits{CloseSpread: spread}}, backendSpec{addr: b.addr})
+	arrivals := make(chan time.Duration, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range n {
+		c, _ := p.dial(t, "/ws", nil)
+		wg.Go(func() {
+			if code := readClose(c); code != websocket.CloseGoingAway {
+				t.Errorf("client got close %d, want 1001", code)
+			}
+			arrivals <- time.Since(start)
+		})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start = time.Now()
+	if err := p.h.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown() = %v", err)
+	}
+	wg.Wait()
+	close(arrivals)
+	var got []time.Duration
+	for d := range arrivals {
+		got = append(got, d)
+	}
+	slices.Sort(got)
+	t.Logf("1001 arrivals over %v: first %v, median %v, last %v", spread, got[0].Round(time.Millisecond), got[n/2].Round(time.Millisecond), got[n-1].Round(time.Millisecond))
+	if first, last := got[0], got[n-1]; first > spread/4 || last < spread*2/3 || last > spread+time.Second {
+		t.Errorf("closes arrived from %v to %v; want them spread over the %v window", first, last, spread)
+	}
 }

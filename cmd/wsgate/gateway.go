@@ -39,6 +39,8 @@ type gateway struct {
 	proxy *proxy.Handler
 	admin *admin.Server
 	stats *metrics.Metrics
+	// accept is the proxy's accept path over proxyLn.
+	accept *proxy.Listener
 
 	proxyLn, adminLn net.Listener
 	httpLn           net.Listener // nil without tls.http_listen
@@ -74,12 +76,15 @@ func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log 
 		MaxAttempts:    cfg.Limits.MaxAttempts,
 		MaxHeaderBytes: cfg.Limits.MaxHeaderBytes,
 		HeaderTimeout:  cfg.Limits.HeaderTimeout,
-		Limits: proxy.Limits{
-			MaxConnections: connectionLimit(cfg.Limits.MaxConnections, log),
-			WriteTimeout:   offIfZero(cfg.Tunnels.WriteTimeout),
-		},
-		Observer: g.stats,
-		Logger:   log,
+		Limits:         proxyLimits(cfg, log),
+		Observer:       g.stats,
+		Logger:         log,
+	})
+	g.accept = proxy.NewListener(g.proxyLn, proxy.ListenerOptions{
+		TLS:              g.certs.TLSConfig(),
+		HandshakeTimeout: cfg.Limits.TLSHandshakeTimeout,
+		Observer:         g.stats,
+		Logger:           log,
 	})
 	g.stats.SetRelayer(g.proxy)
 	g.admin = admin.New(admin.Options{
@@ -99,6 +104,23 @@ func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log 
 	log.Info("config loaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
 		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)), slog.Bool("admin_token", cfg.Admin.Token != ""))
 	return g, nil
+}
+
+// proxyLimits are the proxy's limits as cfg sets them.
+func proxyLimits(cfg *config.Config, log *slog.Logger) proxy.Limits {
+	return proxy.Limits{
+		MaxConnections:      connectionLimit(cfg.Limits.MaxConnections, log),
+		MaxConnectionsPerIP: cfg.Limits.MaxConnectionsPerIP,
+		HandshakeRatePerIP:  cfg.Limits.HandshakeRatePerIP,
+		HandshakeBurst:      cfg.Limits.HandshakeBurst,
+		MaxMessageBytes:     cfg.Limits.MaxMessageBytes,
+		WriteTimeout:        offIfZero(cfg.Tunnels.WriteTimeout),
+		PingInterval:        cfg.Tunnels.PingInterval,
+		PingTimeout:         cfg.Tunnels.PingTimeout,
+		IdleTimeout:         cfg.Tunnels.IdleTimeout,
+		MaxLifetime:         cfg.Tunnels.MaxLifetime,
+		CloseSpread:         cfg.Shutdown.CloseSpread,
+	}
 }
 
 // offIfZero maps a config duration where 0 means off to an Options one,
@@ -200,10 +222,24 @@ func (g *gateway) applyReload() bool {
 		g.log.Info("admin token changed", slog.Bool("admin_token", cfg.Admin.Token != ""))
 	}
 	g.keepRestartOnlyTLS(cfg)
-	if cfg.Listen != g.cfg.Listen || cfg.ReusePort != g.cfg.ReusePort || cfg.Admin.Listen != g.cfg.Admin.Listen || cfg.Limits != g.cfg.Limits {
-		g.log.Warn("listen addresses, reuse_port and limits change only on restart; kept the running ones")
+	if cfg.Listen != g.cfg.Listen || cfg.ReusePort != g.cfg.ReusePort || cfg.Admin.Listen != g.cfg.Admin.Listen {
+		g.log.Warn("listen addresses and reuse_port change only on restart; kept the running ones")
 	}
-	cfg.Listen, cfg.ReusePort, cfg.Admin.Listen, cfg.Limits = g.cfg.Listen, g.cfg.ReusePort, g.cfg.Admin.Listen, g.cfg.Limits
+	cfg.Listen, cfg.ReusePort, cfg.Admin.Listen = g.cfg.Listen, g.cfg.ReusePort, g.cfg.Admin.Listen
+	// The HTTP server's own header limits are fixed when it starts; every
+	// other limit applies from now on.
+	if cfg.Limits.MaxHeaderBytes != g.cfg.Limits.MaxHeaderBytes || cfg.Limits.HeaderTimeout != g.cfg.Limits.HeaderTimeout ||
+		cfg.Limits.DialTimeout != g.cfg.Limits.DialTimeout || cfg.Limits.MaxAttempts != g.cfg.Limits.MaxAttempts {
+		g.log.Warn("limits.max_header_bytes, header_timeout, dial_timeout and max_attempts change only on restart; kept the running ones")
+	}
+	cfg.Limits.MaxHeaderBytes, cfg.Limits.HeaderTimeout = g.cfg.Limits.MaxHeaderBytes, g.cfg.Limits.HeaderTimeout
+	cfg.Limits.DialTimeout, cfg.Limits.MaxAttempts = g.cfg.Limits.DialTimeout, g.cfg.Limits.MaxAttempts
+	if cfg.Limits != g.cfg.Limits || cfg.Tunnels != g.cfg.Tunnels || cfg.Shutdown != g.cfg.Shutdown {
+		g.proxy.SetLimits(proxyLimits(cfg, g.log))
+		g.accept.SetHandshakeTimeout(cfg.Limits.TLSHandshakeTimeout)
+		g.log.Info("limits changed", slog.Int("max_connections_per_ip", cfg.Limits.MaxConnectionsPerIP),
+			slog.Float64("handshake_rate_per_ip", cfg.Limits.HandshakeRatePerIP), slog.Int64("max_message_bytes", cfg.Limits.MaxMessageBytes))
+	}
 	if cfg.Log != g.cfg.Log {
 		g.log.Warn("log.format changes only on restart; kept the running one")
 		cfg.Log = g.cfg.Log
@@ -230,14 +266,8 @@ func (g *gateway) serve(ctx context.Context, reload <-chan os.Signal) error {
 	eg.Go(func() error { return g.stats.Run(egCtx) })
 	eg.Go(func() error { return g.proxy.Run(egCtx) })
 	eg.Go(func() error { return g.certs.Watch(egCtx, 0) })
-	accept := proxy.NewListener(g.proxyLn, proxy.ListenerOptions{
-		TLS:              g.certs.TLSConfig(),
-		HandshakeTimeout: g.cfg.Limits.HeaderTimeout,
-		Observer:         g.stats,
-		Logger:           g.log,
-	})
-	eg.Go(func() error { return accept.Run(egCtx) })
-	eg.Go(func() error { return serveErr("TLS listener", proxySrv.Serve(accept)) })
+	eg.Go(func() error { return g.accept.Run(egCtx) })
+	eg.Go(func() error { return serveErr("TLS listener", proxySrv.Serve(g.accept)) })
 	eg.Go(func() error { return serveErr("admin listener", adminSrv.Serve(g.adminLn)) })
 	var httpSrv *http.Server
 	if g.httpLn != nil {

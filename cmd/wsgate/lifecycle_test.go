@@ -413,3 +413,21 @@ func TestConnectionLimit(t *testing.T) {
 		return strings.Contains(g.Stderr.String(), `msg="limit reached; refused"`) && strings.Contains(g.Stderr.String(), "reason=max_connections")
 	})
 }
+
+// The edge limits apply on SIGHUP, to connections that come after it.
+func TestReloadAppliesLimits(t *testing.T) {
+	_, a := startBackend(t, "a")
+	g := startGate(t, []string{a}, "limits:\n  max_connections_per_ip: 5\n")
+	held, _ := g.dial(t, "/ws")
+	g.dial(t, "/ws")
+	g.writeConfig(t, gateConfig{backends: []string{a}, extra: "limits:\n  max_connections_per_ip: 2\n"})
+	g.Signal(syscall.SIGHUP)
+	waitFor(t, "the reload", func() bool { return strings.Contains(g.Stderr.String(), "limits changed") })
+	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: g.roots, ServerName: "localhost"}, HandshakeTimeout: 5 * time.Second}
+	_, resp, err := d.Dial("wss://"+g.proxyAddr+"/ws", nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
+		t.Fatalf("third connection after lowering max_connections_per_ip to 2 = %v, %v; want 429 with Retry-After", resp, err)
+	}
+	// The connections held before the reload are untouched.
+	echo(t, held, "still here")
+}
