@@ -49,12 +49,18 @@ type Balancer struct {
 
 	mu       sync.Mutex
 	counters map[registry.ID]*counter // guarded by mu; Acquire never reads it
+	// inherited is SetInherited's last counts; guarded by mu.
+	inherited map[registry.ID]int64
 }
 
 // counter holds one backend's connection counts. It must not be copied.
 type counter struct {
 	active atomic.Int64
 	total  atomic.Int64
+	// inherited is how many connections older processes of a binary
+	// upgrade still hold to the backend (SetInherited): they count in the
+	// load, not in active.
+	inherited atomic.Int64
 	// retired is set once rebuild has dropped the counter from the map: a
 	// connection counted here would be lost (see Acquire).
 	retired atomic.Bool
@@ -84,7 +90,7 @@ const maxWeight = 1<<31 - 1
 // to the backend since the probe minus those it closed, kept in [0, 2^32)
 // (a backend may report anything). The policies only see load, so none of
 // them changes.
-func (m *member) load() int64 { return m.c.active.Load() }
+func (m *member) load() int64 { return m.c.active.Load() + m.c.inherited.Load() }
 
 type snapshot struct {
 	pools map[string]poolSnapshot
@@ -153,6 +159,7 @@ func (b *Balancer) rebuild() (poolsChanged, backendsChanged <-chan struct{}) {
 		c := b.counters[id]
 		if c == nil {
 			c = new(counter)
+			c.inherited.Store(b.inherited[id])
 			b.counters[id] = c
 		}
 		p, ok := s.pools[be.Pool]
@@ -251,6 +258,46 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// SetInherited sets the connections that older processes of a binary
+// upgrade still hold, per backend (absent: none): least connections counts
+// them with this process's own, so that the new process does not pile new
+// connections onto the backends the old ones fill.
+func (b *Balancer) SetInherited(counts map[registry.ID]int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.inherited = counts
+	for id, c := range b.counters {
+		c.inherited.Store(counts[id])
+	}
+}
+
+// Inherited returns what SetInherited last said of a backend.
+func (b *Balancer) Inherited(id registry.ID) int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.inherited[id]
+}
+
+// Held returns, per backend with any, the connections this process holds
+// (active) plus those its older generations hold (SetInherited): what a
+// process hands its successor in a binary upgrade.
+func (b *Balancer) Held() map[registry.ID]int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make(map[registry.ID]int64, len(b.counters)+len(b.inherited))
+	for id, n := range b.inherited {
+		if n > 0 {
+			out[id] = n
+		}
+	}
+	for id, c := range b.counters {
+		if n := c.active.Load(); n > 0 {
+			out[id] += n
+		}
+	}
+	return out
 }
 
 // Counts returns the active and total connection counts of a backend; zero

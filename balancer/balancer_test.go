@@ -338,3 +338,33 @@ func TestCountsSurviveChurn(t *testing.T) {
 		}
 	}
 }
+
+// Connections an older process of a binary upgrade still holds count in
+// the load, for both policies, and are handed on with this process's own.
+func TestInheritedCountsInTheLoad(t *testing.T) {
+	for _, policy := range []string{PolicyLeastConnections, PolicyPowerOfTwo} {
+		t.Run(policy, func(t *testing.T) {
+			ps := pool("app", 1, 1)
+			ps.Policy = policy
+			b, _ := newBalancer(t, Options{}, ps)
+			full := registry.ID{Pool: "app", Address: "127.0.0.1:9001"}
+			b.SetInherited(map[registry.ID]int64{full: 6})
+			for i := range 6 {
+				if l := acquire(t, b, "app"); l.Address == full.Address {
+					t.Fatalf("Acquire() #%d went to the backend an older process fills", i)
+				}
+			}
+			if got := b.Held(); got[full] != 6 || got[registry.ID{Pool: "app", Address: "127.0.0.1:9002"}] != 6 {
+				t.Errorf("Held() = %v, want 6 each (6 inherited, 6 own)", got)
+			}
+			if active, _ := b.Counts(full); active != 0 || b.Inherited(full) != 6 {
+				t.Errorf("Counts() active %d, Inherited() %d; want 0 and 6: inherited is not this process's", active, b.Inherited(full))
+			}
+			// The older process has ended: its connections no longer count.
+			b.SetInherited(nil)
+			if got := b.Held(); got[full] != 0 {
+				t.Errorf("Held() after the older process ended = %v", got)
+			}
+		})
+	}
+}

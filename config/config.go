@@ -31,6 +31,11 @@ import (
 // admin.listen.
 const DefaultAdminListen = "127.0.0.1:9090"
 
+// DefaultUpgradeTimeout: see Shutdown.UpgradeTimeout. Long enough for most
+// WebSocket sessions of a deploy to end by themselves, short enough that
+// old generations do not pile up.
+const DefaultUpgradeTimeout = 10 * time.Minute
+
 // Config is a whole, validated configuration file.
 type Config struct {
 	// Path is the file the configuration was read from.
@@ -124,6 +129,10 @@ type Shutdown struct {
 	// window, which must be shorter than DrainTimeout; 0 sends them all at
 	// once. A third of DrainTimeout when not set.
 	CloseSpread time.Duration
+	// UpgradeTimeout bounds how long a process that handed over to a new
+	// one (SIGUSR2) keeps its tunnels before it closes them as a shutdown
+	// would; DefaultUpgradeTimeout when not set.
+	UpgradeTimeout time.Duration
 }
 
 // Limits bound what a client or backend can make the proxy do. Each is

@@ -28,7 +28,7 @@ var (
 	backendKeys     = []string{"address", "weight"}
 	healthKeys      = []string{"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "expected_status"}
 	routeKeys       = []string{"host", "path_prefix", "pool", "allowed_origins"}
-	shutdownKeys    = []string{"drain_timeout", "close_spread"}
+	shutdownKeys    = []string{"drain_timeout", "close_spread", "upgrade_timeout"}
 	limitsKeys      = []string{"max_header_bytes", "header_timeout", "dial_timeout", "max_attempts", "max_connections",
 		"max_connections_per_ip", "handshake_rate_per_ip", "handshake_burst", "max_message_bytes", "tls_handshake_timeout"}
 	tunnelsKeys = []string{"write_timeout", "ping_interval", "ping_timeout", "idle_timeout", "max_lifetime"}
@@ -53,7 +53,7 @@ func (d *decoder) root(n *yaml.Node) *Config {
 	c := &Config{
 		Path:     d.file,
 		Admin:    Admin{Listen: DefaultAdminListen},
-		Shutdown: Shutdown{DrainTimeout: proxy.DefaultDrainTimeout},
+		Shutdown: Shutdown{DrainTimeout: proxy.DefaultDrainTimeout, UpgradeTimeout: DefaultUpgradeTimeout},
 		Tunnels:  Tunnels{WriteTimeout: proxy.DefaultWriteTimeout},
 		Limits: Limits{
 			MaxHeaderBytes:      proxy.DefaultMaxHeaderBytes,
@@ -117,6 +117,9 @@ func (d *decoder) root(n *yaml.Node) *Config {
 		if sf, ok := d.fields(v, "shutdown", "the shutdown section", shutdownKeys); ok {
 			if v := sf["drain_timeout"]; v != nil {
 				c.Shutdown.DrainTimeout, _, _ = d.duration(v, "shutdown.drain_timeout")
+			}
+			if v := sf["upgrade_timeout"]; v != nil {
+				c.Shutdown.UpgradeTimeout, _, _ = d.duration(v, "shutdown.upgrade_timeout")
 			}
 			if v := sf["close_spread"]; v != nil {
 				spreadSet = true

@@ -114,7 +114,7 @@ func defaultConfig(path string) Config {
 	return Config{
 		Path:     path,
 		Admin:    Admin{Listen: "127.0.0.1:9090"},
-		Shutdown: Shutdown{DrainTimeout: 10 * time.Second, CloseSpread: 10 * time.Second / 3},
+		Shutdown: Shutdown{DrainTimeout: 10 * time.Second, CloseSpread: 10 * time.Second / 3, UpgradeTimeout: 10 * time.Minute},
 		Tunnels:  Tunnels{WriteTimeout: 30 * time.Second},
 		Log:      Log{Format: "text"},
 		Limits: Limits{

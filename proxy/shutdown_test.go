@@ -188,29 +188,28 @@ func TestShutdownSpreadsTheCloses(t *testing.T) {
 	b := newTestBackend(t, "b")
 	const n, spread = 12, 600 * time.Millisecond
 	p := startProxy(t, Options{Limits: Limits{CloseSpread: spread}}, backendSpec{addr: b.addr})
-	arrivals := make(chan time.Duration, n)
+	arrivals := make(chan time.Time, n)
 	var wg sync.WaitGroup
-	start := time.Now()
 	for range n {
 		c, _ := p.dial(t, "/ws", nil)
 		wg.Go(func() {
 			if code := readClose(c); code != websocket.CloseGoingAway {
 				t.Errorf("client got close %d, want 1001", code)
 			}
-			arrivals <- time.Since(start)
+			arrivals <- time.Now()
 		})
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	start = time.Now()
+	start := time.Now()
 	if err := p.h.Shutdown(ctx); err != nil {
 		t.Fatalf("Shutdown() = %v", err)
 	}
 	wg.Wait()
 	close(arrivals)
 	var got []time.Duration
-	for d := range arrivals {
-		got = append(got, d)
+	for at := range arrivals {
+		got = append(got, at.Sub(start))
 	}
 	slices.Sort(got)
 	t.Logf("1001 arrivals over %v: first %v, median %v, last %v", spread, got[0].Round(time.Millisecond), got[n/2].Round(time.Millisecond), got[n-1].Round(time.Millisecond))
