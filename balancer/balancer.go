@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/wsgate/wsgate/registry"
 )
@@ -36,6 +37,10 @@ type Options struct {
 	// Logger receives snapshot rebuild events (a pool naming an unknown
 	// policy). Nil means slog.Default().
 	Logger *slog.Logger
+	// Now is the balancer's clock. It is read when the snapshot is rebuilt,
+	// never when a backend is picked: it dates the moment a backend becomes
+	// available and measures its slow start. Nil means time.Now.
+	Now func() time.Time
 }
 
 // Balancer selects backends by each pool's Policy. It is safe for
@@ -44,6 +49,7 @@ type Balancer struct {
 	store *registry.Store
 	rnd   Rand
 	log   *slog.Logger
+	now   func() time.Time
 
 	snap atomic.Pointer[snapshot]
 
@@ -53,7 +59,8 @@ type Balancer struct {
 	inherited map[registry.ID]int64
 }
 
-// counter holds one backend's connection counts. It must not be copied.
+// counter holds one backend's connection counts, and when it became
+// available. It must not be copied.
 type counter struct {
 	active atomic.Int64
 	total  atomic.Int64
@@ -64,19 +71,29 @@ type counter struct {
 	// retired is set once rebuild has dropped the counter from the map: a
 	// connection counted here would be lost (see Acquire).
 	retired atomic.Bool
+
+	// Guarded by Balancer.mu; Acquire never reads them. available says
+	// whether the backend was available in the last snapshot, and since
+	// when it last became so: the start of its slow start. since is the
+	// zero time for a backend available from the first snapshot on, which
+	// has no one to ramp up against.
+	available bool
+	since     time.Time
 }
 
 // member is a backend in a snapshot.
 type member struct {
 	address string
-	weight  int64 // in [1, maxWeight]
-	c       *counter
+	// weight is the effective weight: the configured one scaled by the
+	// slow start (see effectiveWeight), in [1, maxWeight].
+	weight int64
+	c      *counter
 }
 
-// maxWeight bounds the weight a member is given, so that load*weight fits
-// in an int64 for any load below 2^32 (see compareLoad). A configured
-// weight above it (a ratio of more than two billion to one) behaves the
-// same as maxWeight.
+// maxWeight bounds the effective weight of a member, so that load*weight
+// fits in an int64 for any load below 2^32 (see compareLoad). A configured
+// weight above maxBaseWeight (a ratio of more than twenty million to one)
+// behaves the same as maxBaseWeight.
 const maxWeight = 1<<31 - 1
 
 // load is the one figure policies compare (per unit of weight, through
@@ -94,12 +111,14 @@ func (m *member) load() int64 { return m.c.active.Load() + m.c.inherited.Load() 
 
 type snapshot struct {
 	pools map[string]poolSnapshot
+	built time.Time // the clock's reading the weights were computed at
 }
 
 // poolSnapshot is one pool in a snapshot.
 type poolSnapshot struct {
-	policy  Policy
-	members []member // available backends only
+	policy    Policy
+	slowStart time.Duration
+	members   []member // available backends only
 }
 
 // New returns a Balancer over store with a snapshot of its current contents.
@@ -109,6 +128,7 @@ func New(store *registry.Store, opts Options) *Balancer {
 		store:    store,
 		rnd:      opts.Rand,
 		log:      opts.Logger,
+		now:      opts.Now,
 		counters: make(map[registry.ID]*counter),
 	}
 	if b.rnd == nil {
@@ -117,18 +137,33 @@ func New(store *registry.Store, opts Options) *Balancer {
 	if b.log == nil {
 		b.log = slog.Default()
 	}
+	if b.now == nil {
+		b.now = time.Now
+	}
 	b.rebuild()
 	return b
 }
 
 // Run rebuilds the snapshot each time the registry's pools or backends
-// change, until ctx is done. It returns nil when ctx is done.
+// change, and while a backend is in slow start each time its weight is to
+// grow (a timer, armed only then), until ctx is done. It returns nil when
+// ctx is done.
 func (b *Balancer) Run(ctx context.Context) error {
+	step := time.NewTimer(time.Hour)
+	defer step.Stop()
 	for {
-		poolsChanged, backendsChanged := b.rebuild()
+		poolsChanged, backendsChanged, next := b.rebuild()
+		var stepped <-chan time.Time
+		if next > 0 {
+			step.Reset(next)
+			stepped = step.C
+		} else {
+			step.Stop()
+		}
 		select {
 		case <-poolsChanged:
 		case <-backendsChanged:
+		case <-stepped:
 		case <-ctx.Done():
 			return nil
 		}
@@ -136,21 +171,24 @@ func (b *Balancer) Run(ctx context.Context) error {
 }
 
 // rebuild publishes a snapshot of the registry and returns the channels
-// that close when the pools or backends it was built from change.
-func (b *Balancer) rebuild() (poolsChanged, backendsChanged <-chan struct{}) {
+// that close when the pools or backends it was built from change, and how
+// soon a slow start needs the next rebuild (0: none does).
+func (b *Balancer) rebuild() (poolsChanged, backendsChanged <-chan struct{}, next time.Duration) {
 	pools, poolsChanged := b.store.Pools()
 	all, backendsChanged := b.store.Backends()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 
-	s := &snapshot{pools: make(map[string]poolSnapshot, len(pools))}
+	now := b.now()
+	first := b.snap.Load() == nil
+	s := &snapshot{pools: make(map[string]poolSnapshot, len(pools)), built: now}
 	for _, p := range pools {
 		policy, ok := policyNamed(p.Policy)
 		if !ok {
 			b.log.Error("unknown balancing policy; using least_connections",
 				slog.String("pool", p.Name), slog.String("policy", p.Policy))
 		}
-		s.pools[p.Name] = poolSnapshot{policy: policy}
+		s.pools[p.Name] = poolSnapshot{policy: policy, slowStart: p.SlowStart}
 	}
 	present := make(map[registry.ID]bool, len(all))
 	for _, be := range all {
@@ -168,8 +206,18 @@ func (b *Balancer) rebuild() (poolsChanged, backendsChanged <-chan struct{}) {
 			// has fired, and the next rebuild gives it its policy.
 			p.policy = LeastConnections{}
 		}
-		if be.Available() {
-			p.members = append(p.members, member{address: be.Address, weight: int64(min(max(be.Weight, 1), maxWeight)), c: c})
+		available := be.Available()
+		if available && !c.available && !first {
+			c.since = now
+		}
+		c.available = available
+		if available {
+			elapsed := now.Sub(c.since)
+			w := effectiveWeight(be.Weight, rampPercent(elapsed, p.slowStart))
+			p.members = append(p.members, member{address: be.Address, weight: w, c: c})
+			if step := rampStep(elapsed, p.slowStart); step > 0 && (next == 0 || step < next) {
+				next = step
+			}
 		}
 		s.pools[be.Pool] = p
 	}
@@ -193,6 +241,7 @@ func (b *Balancer) rebuild() (poolsChanged, backendsChanged <-chan struct{}) {
 		if present[id] {
 			continue
 		}
+		c.available = false // if it comes back, it ramps up
 		c.retired.Store(true)
 		if c.active.Load() != 0 {
 			c.retired.Store(false) // still in use: keep it
@@ -200,7 +249,7 @@ func (b *Balancer) rebuild() (poolsChanged, backendsChanged <-chan struct{}) {
 		}
 		delete(b.counters, id)
 	}
-	return poolsChanged, backendsChanged
+	return poolsChanged, backendsChanged, next
 }
 
 // Lease is one counted connection to a backend. Release it exactly when the

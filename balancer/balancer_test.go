@@ -137,17 +137,39 @@ func TestReleaseIsIdempotent(t *testing.T) {
 // waitFor polls cond until it holds, failing the test after a while.
 var waitFor = proctest.WaitFor
 
-func TestRunFollowsRegistry(t *testing.T) {
-	b, s := newBalancer(t, Options{}, pool("app", 1, 1))
+// run starts b.Run and returns a function that stops it and waits for it.
+func run(t *testing.T, b *Balancer) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- b.Run(ctx) }()
-	defer func() {
+	return func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Run() = %v", err)
 		}
-	}()
+	}
+}
+
+// checkNoAllocs fails the test if acquiring from pool app, with tried,
+// allocates.
+func checkNoAllocs(t *testing.T, b *Balancer, tried []string) {
+	t.Helper()
+	var l Lease
+	allocs := testing.AllocsPerRun(1000, func() {
+		if err := b.Acquire("app", tried, &l); err != nil {
+			t.Fatal(err)
+		}
+		l.Release()
+	})
+	if allocs != 0 {
+		t.Errorf("Acquire allocates %v times per call, want 0", allocs)
+	}
+}
+
+func TestRunFollowsRegistry(t *testing.T) {
+	b, s := newBalancer(t, Options{}, pool("app", 1, 1))
+	defer run(t, b)()
 
 	held := acquire(t, b, "app") // a connection that outlives the changes below
 	down := registry.ID{Pool: "app", Address: held.Address}

@@ -31,6 +31,18 @@
 // becomes active + base, which is N plus the connections this process opened
 // to the backend since the probe minus those it closed.
 //
+// Slow start (config's pools[].slow_start, registry.Pool.SlowStart): a
+// backend that becomes available — added to its pool, healthy again,
+// undrained — is balanced for the pool's window with a share of its weight
+// that grows linearly from a tenth to all of it, so that least connections
+// does not send it every new connection of a reconnect storm because it is
+// the emptiest. The ramp lives in the weights of the snapshot, which Run
+// rebuilds in steps of a twentieth of the window while a backend ramps;
+// policies see only Candidates.Weight, and a pick reads no clock. The
+// balancer dates these moments itself, on its own clock (Options.Now), as
+// it sees them in the registry; backends available from the first snapshot
+// do not ramp. Balancer.SlowStart reports where a backend is in its ramp.
+//
 // Counters belong to the backend's identity (pool and address), not to a
 // snapshot, so they survive rebuilds and config reloads. A removed backend's
 // counter is dropped once its last connection has ended, and never while an

@@ -90,7 +90,9 @@ func (c *Candidates) Nth(k int) int {
 // differ.
 func (c *Candidates) Load(i int) int64 { return c.members[i].load() }
 
-// Weight returns candidate i's weight, at least 1.
+// Weight returns candidate i's effective weight, in [1, maxWeight]: its
+// configured weight, scaled down while it is in slow start. Only the ratio
+// of two weights means anything.
 func (c *Candidates) Weight(i int) int64 { return c.members[i].weight }
 
 // compareLoad compares la/wa with lb/wb: -1 when less, 0 when equal, +1

@@ -2,7 +2,6 @@ package balancer
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -259,16 +258,8 @@ func TestPoolPolicy(t *testing.T) {
 	}
 	check("a", "b")
 
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error)
 	first := bal.snap.Load()
-	go func() { done <- bal.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Run() = %v", err)
-		}
-	}()
+	defer run(t, bal)()
 	// Run's first snapshot, so that the reload reaches it through a watch.
 	waitFor(t, "Run to rebuild", func() bool { return bal.snap.Load() != first })
 	if _, err := s.Apply(specs(PolicyPowerOfTwo, "")); err != nil {
@@ -302,16 +293,7 @@ func TestAcquireAllocs(t *testing.T) {
 		for _, tried := range [][]string{nil, {addr(1)}} {
 			t.Run(fmt.Sprintf("%s/tried=%d", policy, len(tried)), func(t *testing.T) {
 				b, _ := newBalancer(t, Options{}, withPolicy(pool("app", 1, 1, 1), policy))
-				var l Lease
-				allocs := testing.AllocsPerRun(1000, func() {
-					if err := b.Acquire("app", tried, &l); err != nil {
-						t.Fatal(err)
-					}
-					l.Release()
-				})
-				if allocs != 0 {
-					t.Errorf("Acquire allocates %v times per call, want 0", allocs)
-				}
+				checkNoAllocs(t, b, tried)
 			})
 		}
 	}

@@ -51,7 +51,8 @@ type Config struct {
 	Admin     Admin
 	// Pools are the backend pools, as the registry takes them
 	// (registry.Store.Apply). Every backend's Weight is set; a pool's
-	// Check is nil without a health_check block, and otherwise complete.
+	// Check is nil without a health_check block, and otherwise complete;
+	// its SlowStart is 0 (off) without slow_start.
 	Pools []registry.PoolSpec
 	// Routes are the proxy's routing table, in file order, with every
 	// PathPrefix set.

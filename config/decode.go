@@ -24,7 +24,7 @@ var (
 	acmeKeys        = []string{"domains", "email", "cache_dir", "directory_url", "directory_ca_file", "renew_before"}
 	certificateKeys = []string{"cert_file", "key_file"}
 	adminKeys       = []string{"listen", "pprof", "token_file"}
-	poolKeys        = []string{"name", "backends", "health_check", "policy"}
+	poolKeys        = []string{"name", "backends", "health_check", "policy", "slow_start"}
 	backendKeys     = []string{"address", "weight"}
 	healthKeys      = []string{"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "expected_status"}
 	routeKeys       = []string{"host", "path_prefix", "pool", "allowed_origins"}
@@ -375,6 +375,9 @@ func (d *decoder) pool(n *yaml.Node, path string) (registry.PoolSpec, *yaml.Node
 	}
 	if v := f["policy"]; v != nil {
 		p.Policy = d.policy(v, join(path, "policy"))
+	}
+	if v := f["slow_start"]; v != nil {
+		p.SlowStart = d.durationOrOff(v, join(path, "slow_start"))
 	}
 	return p, nameNode
 }

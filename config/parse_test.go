@@ -182,8 +182,9 @@ func TestParseGood(t *testing.T) {
 							{Address: "backend-2.internal:9001", Weight: 1},
 							{Address: "unix:/run/wsgate/chat.sock", Weight: 1},
 						},
-						Check:  &registry.HealthCheck{Path: "/ready", Interval: 5 * time.Second, Timeout: 5 * time.Second, HealthyThreshold: 1, UnhealthyThreshold: 4, ExpectedStatus: 204},
-						Policy: "power_of_two",
+						Check:     &registry.HealthCheck{Path: "/ready", Interval: 5 * time.Second, Timeout: 5 * time.Second, HealthyThreshold: 1, UnhealthyThreshold: 4, ExpectedStatus: 204},
+						Policy:    "power_of_two",
+						SlowStart: time.Minute,
 					},
 					{
 						Name:     "feed",

@@ -52,6 +52,11 @@ type Pool struct {
 	// (config's pools[].policy). The registry stores it without reading
 	// it; "" means the balancer's default.
 	Policy string
+	// SlowStart is how long a backend that becomes available (added,
+	// healthy again, undrained) takes to reach its full share of new
+	// connections (config's pools[].slow_start); 0 means at once. Like
+	// Policy, the registry stores it for the balancer without reading it.
+	SlowStart time.Duration
 }
 
 // HealthCheck is how a pool's backends are probed. Values are compared
@@ -110,6 +115,8 @@ type PoolSpec struct {
 	Check *HealthCheck
 	// Policy is the pool's balancing policy; see Pool.Policy.
 	Policy string
+	// SlowStart is the pool's slow-start window; see Pool.SlowStart.
+	SlowStart time.Duration
 }
 
 // BackendSpec is a backend as configuration describes it.

@@ -26,7 +26,7 @@ func New() (*Store, error) {
 }
 
 // Apply replaces the configured pools and backends in one transaction, as a
-// reload does. A pool that stays gets its new check and policy. A backend
+// reload does. A pool that stays gets its new check, policy and slow start. A backend
 // that stays (same pool and address) keeps its health and draining state;
 // its weight is updated. New backends start with HealthUnknown. Backends
 // and pools that are gone are deleted. Apply returns the new config
@@ -81,7 +81,7 @@ func (s *Store) Apply(pools []PoolSpec) (uint64, error) {
 			return 0, fmt.Errorf("registry: look up pool %s: %w", p.Name, err)
 		}
 		if existing == nil || !samePool(existing.(*Pool), p) {
-			rec := &Pool{Name: p.Name, Policy: p.Policy}
+			rec := &Pool{Name: p.Name, Policy: p.Policy, SlowStart: p.SlowStart}
 			if p.Check != nil {
 				c := *p.Check
 				rec.Check = &c
@@ -125,7 +125,7 @@ func (s *Store) Apply(pools []PoolSpec) (uint64, error) {
 // samePool reports whether the stored pool already says what spec does, so
 // that an unchanged pool is not written (and its watchers not woken).
 func samePool(stored *Pool, spec PoolSpec) bool {
-	if stored.Policy != spec.Policy {
+	if stored.Policy != spec.Policy || stored.SlowStart != spec.SlowStart {
 		return false
 	}
 	a, b := stored.Check, spec.Check

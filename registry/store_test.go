@@ -168,8 +168,8 @@ func TestState(t *testing.T) {
 	}
 }
 
-// TestApplyPool: a reload writes a pool whose check or policy changed, and
-// leaves an unchanged one alone (its watchers stay asleep).
+// TestApplyPool: a reload writes a pool whose check, policy or slow start
+// changed, and leaves an unchanged one alone (its watchers stay asleep).
 func TestApplyPool(t *testing.T) {
 	check := &HealthCheck{Path: "/healthz", Interval: time.Second, Timeout: time.Second / 2, HealthyThreshold: 2, UnhealthyThreshold: 2}
 	ready := *check
@@ -186,6 +186,10 @@ func TestApplyPool(t *testing.T) {
 		{"policy set", PoolSpec{Name: "a", Backends: backends, Check: &ready, Policy: "power_of_two"}, true},
 		{"same policy again", PoolSpec{Name: "a", Backends: backends, Check: &ready, Policy: "power_of_two"}, false},
 		{"policy left out", PoolSpec{Name: "a", Backends: backends, Check: &ready}, true},
+		{"slow start set", PoolSpec{Name: "a", Backends: backends, Check: &ready, SlowStart: time.Minute}, true},
+		{"same slow start again", PoolSpec{Name: "a", Backends: backends, Check: &ready, SlowStart: time.Minute}, false},
+		{"slow start changed", PoolSpec{Name: "a", Backends: backends, Check: &ready, SlowStart: time.Second}, true},
+		{"slow start left out", PoolSpec{Name: "a", Backends: backends, Check: &ready}, true},
 		{"check removed", PoolSpec{Name: "a", Backends: backends}, true},
 	}
 	for _, st := range steps {
@@ -202,8 +206,8 @@ func TestApplyPool(t *testing.T) {
 		}
 		got := pools[0]
 		sameCheck := got.Check == st.spec.Check || got.Check != nil && st.spec.Check != nil && *got.Check == *st.spec.Check
-		if got.Policy != st.spec.Policy || !sameCheck {
-			t.Errorf("%s: Pools()[0] = %+v (check %+v), want policy %q, check %+v", st.desc, got, got.Check, st.spec.Policy, st.spec.Check)
+		if got.Policy != st.spec.Policy || got.SlowStart != st.spec.SlowStart || !sameCheck {
+			t.Errorf("%s: Pools()[0] = %+v (check %+v), want policy %q, slow start %v, check %+v", st.desc, got, got.Check, st.spec.Policy, st.spec.SlowStart, st.spec.Check)
 		}
 	}
 }

@@ -96,6 +96,7 @@ type gateConfig struct {
 	listen, admin string // the listeners' addresses; "" is 127.0.0.1:0
 	backends      []string
 	health        string   // the pool's health_check block, indented for it, or ""
+	pool          string   // more keys of the pool, indented for it
 	adminKeys     string   // more admin keys, indented for the admin block
 	extra         string   // more top-level YAML
 	args          []string // more arguments of wsgate run
@@ -110,6 +111,7 @@ func (g *gate) writeConfig(t *testing.T, gc gateConfig) {
 		fmt.Fprintf(&b, "      - address: %s\n", addr)
 	}
 	b.WriteString(gc.health)
+	b.WriteString(gc.pool)
 	b.WriteString("routes:\n  - pool: app\n")
 	b.WriteString(gc.extra)
 	if err := os.WriteFile(g.path, []byte(b.String()), 0o600); err != nil {
@@ -141,16 +143,27 @@ func (g *gate) dial(t *testing.T, path string) (*websocket.Conn, string) {
 
 func dialWSS(t *testing.T, addr, path string, roots *x509.CertPool) (*websocket.Conn, string) {
 	t.Helper()
+	c, id, err := tryDialWSS(addr, path, roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, id
+}
+
+// tryDialWSS opens a WebSocket connection over TLS to addr and returns it
+// with the X-Backend-Id of the answer. Unlike dialWSS it may be called
+// from any goroutine; the caller closes the connection.
+func tryDialWSS(addr, path string, roots *x509.CertPool) (*websocket.Conn, string, error) {
 	d := websocket.Dialer{
 		TLSClientConfig:  &tls.Config{RootCAs: roots, ServerName: "localhost", InsecureSkipVerify: roots == nil},
 		HandshakeTimeout: 5 * time.Second,
 	}
 	c, resp, err := d.Dial("wss://"+addr+path, nil)
 	if err != nil {
-		t.Fatalf("Dial(wss://%s%s) error = %v", addr, path, err)
+		return nil, "", fmt.Errorf("dial wss://%s%s: %w", addr, path, err)
 	}
-	t.Cleanup(func() { c.Close() })
-	return c, resp.Header.Get("X-Backend-Id")
+	return c, resp.Header.Get("X-Backend-Id"), nil
 }
 
 func echo(t *testing.T, c *websocket.Conn, msg string) {
