@@ -237,6 +237,10 @@ type BackendStatus struct {
 	HealthReason      string `json:"health_reason,omitempty"`
 	ActiveConnections int64  `json:"active_connections"`
 	TotalConnections  int64  `json:"total_connections"`
+	// InheritedConnections are the connections older processes of a
+	// binary upgrade still hold to the backend (least connections counts
+	// them too); absent when none.
+	InheritedConnections int64 `json:"inherited_connections,omitempty"`
 }
 
 func (s *Server) backends(w http.ResponseWriter, _ *http.Request) {
@@ -252,13 +256,14 @@ func (s *Server) backends(w http.ResponseWriter, _ *http.Request) {
 func (s *Server) status(b registry.Backend) BackendStatus {
 	active, total := s.bal.Counts(b.ID())
 	return BackendStatus{
-		Pool:              b.Pool,
-		Address:           b.Address,
-		State:             string(b.State()),
-		Weight:            b.Weight,
-		HealthReason:      b.HealthReason,
-		ActiveConnections: active,
-		TotalConnections:  total,
+		Pool:                 b.Pool,
+		Address:              b.Address,
+		State:                string(b.State()),
+		Weight:               b.Weight,
+		HealthReason:         b.HealthReason,
+		ActiveConnections:    active,
+		TotalConnections:     total,
+		InheritedConnections: s.bal.Inherited(b.ID()),
 	}
 }
 

@@ -368,6 +368,10 @@ func reasonAttr(r string) slog.Attr {
 	return slog.String(keyReason, r)
 }
 
+// Idle returns a channel that is closed once no tunnel is open (at once
+// when none is); a tunnel that opens afterwards does not reopen it.
+func (h *Handler) Idle() <-chan struct{} { return h.conns.emptied() }
+
 // ActiveTunnels returns the number of established WebSocket tunnels.
 func (h *Handler) ActiveTunnels() int {
 	return h.conns.len()

@@ -93,6 +93,7 @@ type Listener struct {
 
 	ready     chan net.Conn
 	done      chan struct{}
+	accepting chan struct{} // closed when Run's accept loop has stopped
 	closeOnce sync.Once
 	closeErr  error
 
@@ -107,14 +108,15 @@ type Listener struct {
 // call Run.
 func NewListener(ln net.Listener, opts ListenerOptions) *Listener {
 	l := &Listener{
-		ln:       ln,
-		tls:      opts.TLS,
-		layers:   opts.Layers,
-		obs:      opts.Observer,
-		log:      opts.Logger,
-		ready:    make(chan net.Conn),
-		done:     make(chan struct{}),
-		inFlight: make(map[net.Conn]struct{}),
+		ln:        ln,
+		tls:       opts.TLS,
+		layers:    opts.Layers,
+		obs:       opts.Observer,
+		log:       opts.Logger,
+		ready:     make(chan net.Conn),
+		done:      make(chan struct{}),
+		accepting: make(chan struct{}),
+		inFlight:  make(map[net.Conn]struct{}),
 	}
 	l.SetHandshakeTimeout(opts.HandshakeTimeout)
 	if l.obs == nil {
@@ -148,6 +150,35 @@ func (l *Listener) Accept() (net.Conn, error) {
 // Addr is the listening address.
 func (l *Listener) Addr() net.Addr { return l.ln.Addr() }
 
+// Drain stops accepting, lets the connections in their handshake finish
+// it and go to Accept, and returns once none is left or ctx is done (the
+// handshake timeout bounds each). A binary upgrade drains the old process's
+// listener this way, so that no connection it accepted is lost; Close
+// afterwards. Established connections are not affected.
+func (l *Listener) Drain(ctx context.Context) {
+	_ = l.ln.Close()
+	// A connection Accept returned before the close is tracked by Run's
+	// loop, which has stopped once this is closed.
+	select {
+	case <-l.accepting:
+	case <-ctx.Done():
+		return
+	}
+	for {
+		l.mu.Lock()
+		n := len(l.inFlight)
+		l.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
 // Close stops accepting and closes the connections still in their
 // handshake. Established connections are not affected.
 func (l *Listener) Close() error {
@@ -171,6 +202,7 @@ func (l *Listener) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, func() { _ = l.Close() })
 	defer stop()
 	defer l.wg.Wait()
+	defer close(l.accepting)
 	var backoff time.Duration
 	for {
 		c, err := l.ln.Accept()
@@ -179,6 +211,9 @@ func (l *Listener) Run(ctx context.Context) error {
 			case <-l.done:
 				return nil
 			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return nil // Drain closed the socket; Close comes later
 			}
 			if !temporary(err) {
 				_ = l.Close()

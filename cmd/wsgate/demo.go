@@ -136,7 +136,7 @@ async def m():
 asyncio.run(m())'
 `, host)
 
-	if err := g.serve(ctx, nil); err != nil {
+	if err := g.serve(ctx, control{}); err != nil {
 		log.Error("stopped", slog.Any("err", err))
 		return 1
 	}

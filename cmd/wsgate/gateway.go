@@ -23,6 +23,7 @@ import (
 	"github.com/wsgate/wsgate/proxy"
 	"github.com/wsgate/wsgate/registry"
 	wstls "github.com/wsgate/wsgate/tls"
+	"github.com/wsgate/wsgate/upgrade"
 )
 
 // gateway is one running wsgate: the registry, balancer, TLS provider,
@@ -44,6 +45,14 @@ type gateway struct {
 
 	proxyLn, adminLn net.Listener
 	httpLn           net.Listener // nil without tls.http_listen
+	// lns is the listeners' set, handed to a new process on SIGUSR2; nil
+	// in the demo.
+	lns *listener.Set
+	// predecessor, when this process was started by a binary upgrade, is
+	// closed once the old process is gone; stopReport, once this process
+	// has handed over, stops telling its successor what it holds.
+	predecessor chan struct{}
+	stopReport  func()
 }
 
 // newGateway assembles a gateway from cfg, read with opts, that serves on
@@ -165,6 +174,7 @@ func openGateway(ctx context.Context, cfg *config.Config, opts config.Options, l
 		lns.Close()
 		return nil, nil, err
 	}
+	g.lns = lns
 	return g, lns, nil
 }
 
@@ -250,11 +260,23 @@ func (g *gateway) applyReload() bool {
 	return true
 }
 
+// control is how runCmd steers serve, beyond ctx (SIGTERM): nil channels
+// and functions are ignored (the demo has none).
+type control struct {
+	reload  <-chan os.Signal // SIGHUP: reload the config file
+	upgrade <-chan os.Signal // SIGUSR2: hand over to a new process
+	// serving is called once the listeners serve.
+	serving func()
+	// successor starts the new process of a binary upgrade.
+	successor func(g *gateway) (*upgrade.Child, error)
+}
+
 // serve runs the gateway until ctx is done, then shuts down: the admin
 // /healthz turns 503, the TLS listener closes, tunnels are ended, and
 // serve returns once everything has stopped or the drain timeout passed.
-// Each value on reload makes it reload the config file.
-func (g *gateway) serve(ctx context.Context, reload <-chan os.Signal) error {
+// On ctl.upgrade it starts a new process with its listeners and, once that
+// serves, stops accepting and drains (see handOver).
+func (g *gateway) serve(ctx context.Context, ctl control) error {
 	proxySrv := g.proxy.Server()
 	adminSrv := g.admin.HTTPServer()
 	runCtx, stopRunning := context.WithCancel(context.Background())
@@ -274,15 +296,29 @@ func (g *gateway) serve(ctx context.Context, reload <-chan os.Signal) error {
 		httpSrv = g.httpServer()
 		eg.Go(func() error { return serveErr("HTTP listener", httpSrv.Serve(g.httpLn)) })
 	}
+	if ctl.serving != nil {
+		ctl.serving()
+	}
 
 	// Wait for a stop request, or for a server to fail, reloading on the
 	// way when asked to.
-	var failed error
+	var (
+		failed error
+		child  *upgrade.Child
+	)
 wait:
 	for {
 		select {
-		case <-reload:
+		case <-ctl.reload:
 			g.reload()
+		case <-ctl.upgrade:
+			c, err := ctl.successor(g)
+			if err != nil {
+				g.log.Error("binary upgrade failed; serving on", slog.Any("err", err))
+				continue
+			}
+			child = c
+			break wait
 		case <-ctx.Done():
 			g.log.Info("shutting down", slog.Duration("drain_timeout", g.cfg.Shutdown.DrainTimeout))
 			break wait
@@ -292,7 +328,11 @@ wait:
 		}
 	}
 
-	g.admin.ShuttingDown()
+	if child != nil {
+		g.handOver(ctx, child, proxySrv, adminSrv, httpSrv)
+	} else {
+		g.admin.ShuttingDown()
+	}
 	// A fresh context: ctx is already done, and a done context would make
 	// Shutdown drain nothing.
 	drainCtx, cancel := context.WithTimeout(context.Background(), g.cfg.Shutdown.DrainTimeout)

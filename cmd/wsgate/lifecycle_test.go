@@ -33,7 +33,7 @@ func backendState(t *testing.T, g *gate, addr string) backendStatus {
 func adminPost(t *testing.T, g *gate, path, addr string) {
 	t.Helper()
 	body := fmt.Sprintf(`{"pool":"app","address":%q}`, addr)
-	resp, err := http.Post(g.adminURL+path, "application/json", strings.NewReader(body))
+	resp, err := adminClient.Post(g.adminURL+path, "application/json", strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}

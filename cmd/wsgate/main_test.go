@@ -184,11 +184,18 @@ type backendStatus struct {
 	HealthReason      string `json:"health_reason"`
 	ActiveConnections int64  `json:"active_connections"`
 	TotalConnections  int64  `json:"total_connections"`
+
+	InheritedConnections int64 `json:"inherited_connections"`
 }
+
+// adminClient opens a connection per request: a keep-alive connection to
+// an admin listener that a binary upgrade hands over may be closed by the
+// old process just as a request goes out on it.
+var adminClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: 10 * time.Second}
 
 func getBackends(t *testing.T, adminURL string) []backendStatus {
 	t.Helper()
-	resp, err := http.Get(adminURL + "/api/backends")
+	resp, err := adminClient.Get(adminURL + "/api/backends")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/upgrade"
 )
 
 func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -22,6 +23,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&opts.AdminListen, "admin", "", "admin listener `address`, in place of the file's admin.listen (so that processes sharing a file and reuse_port have their own)")
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	format := fs.String("log-format", "", "log format: text or json (default: the file's log.format, else text)")
+	pidFile := fs.String("pid-file", "", "write the serving process's PID to this `file` (a binary upgrade's new process writes its own)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -46,6 +48,15 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wsgate run:", err)
 		return 2
 	}
+	// A process started by a binary upgrade: its parent waits for it to
+	// serve, and reports what it still holds. Generations of a binary
+	// upgrade write to the same log: each line says which process wrote it.
+	parent, err := upgrade.Inherited()
+	if err != nil {
+		fmt.Fprintln(stderr, "wsgate run:", err)
+		return 1
+	}
+	log = log.With(slog.Int("pid", os.Getpid()))
 	g, lns, err := openGateway(ctx, cfg, opts, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsgate run:", err)
@@ -57,11 +68,37 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if g.httpLn != nil {
 		fmt.Fprintf(stdout, "wsgate: http listening on %s\n", g.httpURL())
 	}
-	// SIGHUP reloads the config file.
+	// SIGHUP reloads the config file; SIGUSR2 hands over to a new process.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	if err := g.serve(ctx, hup); err != nil {
+	usr2, stopUsr2 := notifyUpgrade()
+	defer stopUsr2()
+	inheritCtx, stopInherit := context.WithCancel(context.Background())
+	defer stopInherit()
+	ctl := control{
+		reload:    hup,
+		upgrade:   usr2,
+		successor: successorStarter(append([]string{"run"}, args...), stdout, stderr),
+		serving: func() {
+			if *pidFile != "" {
+				if err := writePIDFile(*pidFile); err != nil {
+					log.Error("write the PID file", slog.String("file", *pidFile), slog.Any("err", err))
+				}
+			}
+			if parent != nil {
+				if err := parent.Ready(); err != nil {
+					log.Error("binary upgrade: tell the old process", slog.Any("err", err))
+				}
+				log.Info("binary upgrade: serving in place of the old process", slog.Int("old_pid", os.Getppid()))
+				g.predecessor = make(chan struct{})
+				go g.inheritCounts(inheritCtx, parent)
+			}
+		},
+	}
+	err = g.serve(ctx, ctl)
+	g.afterHandOver(ctx)
+	if err != nil {
 		log.Error("stopped", slog.Any("err", err))
 		return 1
 	}

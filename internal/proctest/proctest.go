@@ -64,14 +64,96 @@ func (b *SyncBuffer) String() string {
 	return b.buf.String()
 }
 
+// Output is what a process has written so far.
+type Output interface{ String() string }
+
 // Proc is a started process.
 type Proc struct {
 	t      testing.TB
 	Cmd    *exec.Cmd
-	Stderr *SyncBuffer
+	Stderr Output
 	lines  chan string
 	done   chan struct{}
 	err    error // Wait's result, valid once done is closed
+}
+
+// fileOutput is Output in a file (StartShared).
+type fileOutput struct{ path string }
+
+func (f fileOutput) String() string {
+	b, _ := os.ReadFile(f.path)
+	return string(b)
+}
+
+// StartShared is Start for a process whose output descendants share after
+// it exits (a binary upgrade's new process): stdout and stderr go to files
+// in dir, which the new process inherits too, so that waiting for the
+// process does not wait for them. WaitLine reads the file as it grows; so
+// does Stderr.String.
+func StartShared(t testing.TB, dir, bin string, args ...string) *Proc {
+	t.Helper()
+	outPath, errPath := filepath.Join(dir, "stdout"), filepath.Join(dir, "stderr")
+	out, err := os.Create(outPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	errf, err := os.Create(errPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Proc{t: t, Cmd: exec.Command(bin, args...), Stderr: fileOutput{errPath}, lines: make(chan string, 100), done: make(chan struct{})}
+	p.Cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
+	p.Cmd.Stdout, p.Cmd.Stderr = out, errf
+	if err := p.Cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	errf.Close()
+	go func() {
+		p.err = p.Cmd.Wait()
+		close(p.done)
+	}()
+	stopTail := make(chan struct{})
+	go tail(outPath, p.lines, stopTail)
+	t.Cleanup(func() {
+		close(stopTail)
+		select {
+		case <-p.done:
+		default:
+			_ = p.Cmd.Process.Kill()
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s stderr:\n%s", filepath.Base(bin), p.Stderr.String())
+		}
+	})
+	return p
+}
+
+// tail sends the lines of the file at path as they are written, until stop.
+func tail(path string, lines chan<- string, stop <-chan struct{}) {
+	var off int
+	var partial string
+	for {
+		b, _ := os.ReadFile(path)
+		if len(b) > off {
+			text := partial + string(b[off:])
+			off = len(b)
+			parts := strings.Split(text, "\n")
+			partial = parts[len(parts)-1]
+			for _, l := range parts[:len(parts)-1] {
+				select {
+				case lines <- l:
+				default: // nobody is reading: drop
+				}
+			}
+		}
+		select {
+		case <-stop:
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // lineTimeout bounds WaitLine.
@@ -81,11 +163,12 @@ const lineTimeout = 20 * time.Second
 // and prints its stderr if the test failed.
 func Start(t testing.TB, bin string, args ...string) *Proc {
 	t.Helper()
-	p := &Proc{t: t, Cmd: exec.Command(bin, args...), Stderr: &SyncBuffer{}, lines: make(chan string, 100), done: make(chan struct{})}
+	stderr := &SyncBuffer{}
+	p := &Proc{t: t, Cmd: exec.Command(bin, args...), Stderr: stderr, lines: make(chan string, 100), done: make(chan struct{})}
 	// The race runtime otherwise sleeps a second at exit; a race still
 	// makes the process exit 66, which exit-code checks catch.
 	p.Cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
-	p.Cmd.Stderr = p.Stderr
+	p.Cmd.Stderr = stderr
 	out, err := p.Cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
