@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -156,6 +157,33 @@ func checkOrigin(s string) string {
 		}
 	}
 	return checkHost(u.Hostname())
+}
+
+// checkCIDR checks an address block of proxy_protocol.trusted_cidrs:
+// ADDRESS/BITS, IPv4 or IPv6, with no bits set past the prefix length.
+func checkCIDR(s string) string {
+	addr, bits, ok := strings.Cut(s, "/")
+	a, err := netip.ParseAddr(addr)
+	switch {
+	case s == "":
+		return "it is empty"
+	case err != nil:
+		return fmt.Sprintf("%q is not an IP address", addr)
+	case a.Zone() != "":
+		return "an address block has no zone"
+	case !ok:
+		return fmt.Sprintf("the prefix length is missing (%s is this address alone)", netip.PrefixFrom(a, a.BitLen()))
+	}
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("the prefix length %q is not a number from 0 to %d", bits, a.BitLen())
+	case a.Is4In6():
+		return "it is an IPv4-mapped IPv6 block (IPv4 clients are compared as IPv4)"
+	case p != p.Masked():
+		return fmt.Sprintf("address bits are set past the prefix length (the block is %s)", p.Masked())
+	}
+	return ""
 }
 
 // checkACMEDomain checks a value of tls.acme.domains: the tls package's
