@@ -58,6 +58,10 @@ func checkHostPort(s string, emptyHost bool, minPort int) string {
 	if host == "" && !emptyHost {
 		return "the host is missing"
 	}
+	if strings.HasPrefix(s, "[") && !strings.Contains(host, ":") {
+		// net.SplitHostPort takes "[localhost]:80" too.
+		return "brackets are for IPv6 addresses only"
+	}
 	if host != "" {
 		if problem := checkHost(host); problem != "" {
 			return problem
@@ -75,13 +79,10 @@ func checkHostPort(s string, emptyHost bool, minPort int) string {
 	return ""
 }
 
-// checkHost checks an IP address or a DNS host name.
+// checkHost checks an IP address (with a zone only if IPv6) or a DNS
+// host name.
 func checkHost(h string) string {
-	ip := h
-	if i := strings.IndexByte(ip, '%'); i > 0 {
-		ip = ip[:i] // IPv6 zone
-	}
-	if net.ParseIP(ip) != nil {
+	if _, err := netip.ParseAddr(h); err == nil {
 		return ""
 	}
 	if strings.Contains(h, "*") {
@@ -150,6 +151,10 @@ func checkOrigin(s string) string {
 		return "it has user information"
 	case u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery || strings.HasSuffix(s, "#"):
 		return "an origin has no path, query or trailing slash"
+	case strings.HasSuffix(u.Host, ":"):
+		return "the port is empty"
+	case strings.Contains(u.Host, "%"):
+		return "it has an IPv6 zone, which browsers never send"
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
