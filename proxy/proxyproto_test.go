@@ -3,8 +3,10 @@ package proxy
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -302,5 +304,28 @@ func TestProxyProtocolReadsNoFurther(t *testing.T) {
 				t.Errorf("read after the layer = %q, %v; want rest", got, err)
 			}
 		})
+	}
+}
+
+// The per-address limits count the header's address, not the balancer's.
+func TestProxyProtocolAddressIsLimitedPerAddress(t *testing.T) {
+	b := newTestBackend(t, "b")
+	p := startProxyLayers(t, Options{Limits: Limits{MaxConnectionsPerIP: 1}}, nil,
+		[]AcceptLayer{ProxyProtocol(trustedLB)}, backendSpec{addr: b.addr})
+	dial := func(client string) (*http.Response, error) {
+		header := fmt.Appendf(nil, "PROXY TCP4 %s 127.0.0.1 4567 443\r\n", client)
+		c, resp, err := p.headerDialer(lbAddr, header, nil).Dial(p.url("/ws"), nil)
+		if err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		return resp, err
+	}
+	for _, client := range []string{"203.0.113.7", "203.0.113.8"} {
+		if _, err := dial(client); err != nil {
+			t.Fatalf("the first connection of %s through the balancer: %v", client, err)
+		}
+	}
+	if resp, err := dial("203.0.113.7"); err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("a second connection of 203.0.113.7 = %v, %v; want 429", resp, err)
 	}
 }
