@@ -20,6 +20,7 @@ package config
 
 import (
 	"crypto/tls"
+	"net/netip"
 	"time"
 
 	"github.com/wsgate/wsgate/proxy"
@@ -61,12 +62,23 @@ type Config struct {
 	Limits   Limits
 	Tunnels  Tunnels
 	Log      Log
+	// ProxyProtocol is the zero value without a proxy_protocol section.
+	ProxyProtocol ProxyProtocol
 }
 
 // Log is how wsgate writes its log.
 type Log struct {
 	// Format is LogText (the default) or LogJSON.
 	Format string
+}
+
+// ProxyProtocol says which peers are load balancers that send PROXY
+// protocol headers (proxy.ProxyProtocol).
+type ProxyProtocol struct {
+	// TrustedCIDRs are their address blocks, masked: a connection from
+	// one of them must begin with a PROXY protocol header, and no other
+	// connection may. Empty means PROXY protocol is off.
+	TrustedCIDRs []netip.Prefix
 }
 
 // Tunnels bound what an established WebSocket tunnel may do.

@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"slices"
@@ -19,7 +20,7 @@ import (
 
 // The keys each mapping accepts, in the order messages list them.
 var (
-	rootKeys        = []string{"listen", "reuse_port", "tls", "admin", "pools", "routes", "shutdown", "limits", "tunnels", "log"}
+	rootKeys        = []string{"listen", "reuse_port", "tls", "admin", "pools", "routes", "shutdown", "limits", "tunnels", "log", "proxy_protocol"}
 	tlsKeys         = []string{"certificates", "acme", "http_listen"}
 	acmeKeys        = []string{"domains", "email", "cache_dir", "directory_url", "directory_ca_file", "renew_before"}
 	certificateKeys = []string{"cert_file", "key_file"}
@@ -31,8 +32,9 @@ var (
 	shutdownKeys    = []string{"drain_timeout", "close_spread", "upgrade_timeout"}
 	limitsKeys      = []string{"max_header_bytes", "header_timeout", "dial_timeout", "max_attempts", "max_connections",
 		"max_connections_per_ip", "handshake_rate_per_ip", "handshake_burst", "max_message_bytes", "tls_handshake_timeout"}
-	tunnelsKeys = []string{"write_timeout", "ping_interval", "ping_timeout", "idle_timeout", "max_lifetime"}
-	logKeys     = []string{"format"}
+	tunnelsKeys    = []string{"write_timeout", "ping_interval", "ping_timeout", "idle_timeout", "max_lifetime"}
+	logKeys        = []string{"format"}
+	proxyProtoKeys = []string{"trusted_cidrs"}
 
 	// policies are the values of pools[].policy, the balancer's policy
 	// names; the first is its default.
@@ -42,6 +44,7 @@ var (
 const (
 	listenHint  = `use host:port such as "127.0.0.1:8443" or ":8443" (port 0-65535)`
 	backendHint = `use host:port such as "127.0.0.1:9001" (port 1-65535) or unix:/absolute/path.sock`
+	cidrHint    = "write ADDRESS/BITS, such as 10.0.0.0/8, or 192.0.2.7/32 for one address"
 )
 
 // root decodes the top-level mapping n.
@@ -158,7 +161,48 @@ func (d *decoder) root(n *yaml.Node) *Config {
 			}
 		}
 	}
+	if v := f["proxy_protocol"]; v != nil {
+		c.ProxyProtocol = d.proxyProtocol(v, "proxy_protocol")
+	}
 	return c
+}
+
+// proxyProtocol decodes the proxy_protocol section.
+func (d *decoder) proxyProtocol(n *yaml.Node, path string) ProxyProtocol {
+	var pp ProxyProtocol
+	f, ok := d.fields(n, path, "the proxy_protocol section", proxyProtoKeys)
+	if !ok {
+		return pp
+	}
+	path = join(path, "trusted_cidrs")
+	v := f["trusted_cidrs"]
+	if v == nil {
+		d.missing(d.resolve(n), path, "list the address blocks of the load balancers that send PROXY protocol headers, such as trusted_cidrs: [10.0.0.0/8], or remove proxy_protocol")
+		return pp
+	}
+	items, ok := d.list(v, path, "a list of address blocks such as [10.0.0.0/8]")
+	if !ok {
+		return pp
+	}
+	if len(items) == 0 {
+		d.errorf(d.resolve(v), path, "the list is empty; list the address blocks of the load balancers that send PROXY protocol headers, such as [10.0.0.0/8], or remove proxy_protocol")
+	}
+	seen := make(map[netip.Prefix]*yaml.Node)
+	for i, item := range items {
+		ipath := index(path, i)
+		s, ok := d.checkedStr(item, ipath, "an address block such as 10.0.0.0/8", "CIDR", checkCIDR, "; "+cidrHint)
+		if !ok {
+			continue
+		}
+		p := netip.MustParsePrefix(s)
+		if prev, dup := seen[p]; dup {
+			d.errorf(d.resolve(item), ipath, "duplicate CIDR %q, first at line %d; list each block once", s, prev.Line)
+			continue
+		}
+		seen[p] = d.resolve(item)
+		pp.TrustedCIDRs = append(pp.TrustedCIDRs, p)
+	}
+	return pp
 }
 
 // tls decodes the tls section; listen is the TLS listener's address, which

@@ -2,8 +2,12 @@ package config
 
 import (
 	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -69,4 +73,117 @@ func TestParseAliasExpansion(t *testing.T) {
 	if !found {
 		t.Errorf("Parse() errors = %v; want one about alias expansion", err)
 	}
+}
+
+// hostOK reports whether h is what a host may be: an IP address (with a
+// zone only if IPv6) or a DNS name (labels of letters, digits, '-' and
+// '_', an optional final dot).
+func hostOK(h string) bool {
+	if a, err := netip.ParseAddr(h); err == nil {
+		return a.Zone() == "" || a.Is6()
+	}
+	labels := strings.Split(strings.TrimSuffix(h, "."), ".")
+	for _, l := range labels {
+		if l == "" || strings.ContainsFunc(l, func(r rune) bool {
+			return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_')
+		}) {
+			return false
+		}
+	}
+	return true
+}
+
+// portOK reports whether p is a port number from min to 65535 in digits.
+func portOK(p string, min int) bool {
+	n, err := strconv.Atoi(p)
+	return err == nil && strings.Trim(p, "0123456789") == "" && n >= min && n <= 65535
+}
+
+// FuzzAddress checks the rules of listener and backend addresses and of
+// proxy_protocol's blocks: they never panic, and what they accept is what
+// the listener, the dialer and the accept path then use. An address
+// splits with net.SplitHostPort and joins back to itself (no brackets
+// around a name, say), its port is digits in range, its host an IP
+// address or a DNS name; a backend's unix: path is absolute. A block
+// parses with netip.ParsePrefix, is masked and not IPv4-mapped, and prints
+// back to the same block. Seeds in testdata/fuzz/FuzzAddress.
+func FuzzAddress(f *testing.F) {
+	f.Fuzz(func(t *testing.T, s string) {
+		for _, rule := range []struct {
+			name      string
+			check     func(string) string
+			emptyHost bool
+			minPort   int
+		}{
+			{"listen", checkListenAddr, true, 0},
+			{"backend", checkBackendAddr, false, 1},
+		} {
+			if rule.check(s) != "" {
+				continue
+			}
+			if path, ok := strings.CutPrefix(s, "unix:"); ok && rule.name == "backend" {
+				if !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") {
+					t.Errorf("%s address %q accepted: not unix: and an absolute path", rule.name, s)
+				}
+				continue
+			}
+			host, port, err := net.SplitHostPort(s)
+			switch {
+			case err != nil:
+				t.Errorf("%s address %q accepted; net.SplitHostPort: %v", rule.name, s, err)
+			case net.JoinHostPort(host, port) != s:
+				t.Errorf("%s address %q accepted; it splits into %q and %q, which join as %q", rule.name, s, host, port, net.JoinHostPort(host, port))
+			case !portOK(port, rule.minPort):
+				t.Errorf("%s address %q accepted with port %q", rule.name, s, port)
+			case host == "" && !rule.emptyHost, host != "" && !hostOK(host):
+				t.Errorf("%s address %q accepted with host %q", rule.name, s, host)
+			}
+		}
+		if checkCIDR(s) == "" {
+			p, err := netip.ParsePrefix(s)
+			switch {
+			case err != nil:
+				t.Errorf("CIDR %q accepted; netip.ParsePrefix: %v", s, err)
+			case p != p.Masked() || p.Addr().Is4In6():
+				t.Errorf("CIDR %q accepted: not masked, or IPv4-mapped", s)
+			case netip.MustParsePrefix(p.String()) != p:
+				t.Errorf("CIDR %q accepted; it prints as %s, which parses to another block", s, p)
+			}
+		}
+	})
+}
+
+// FuzzOrigin checks the rule of allowed_origins: it never panics, and
+// what it accepts is an origin as browsers send it, scheme://host[:port]
+// and nothing else, that url.Parse reads back to the same (but for the
+// case of the scheme): http or https, a host that is an IP address or a
+// DNS name, a port from 1 to 65535 when there is a colon. Seeds in
+// testdata/fuzz/FuzzOrigin.
+func FuzzOrigin(f *testing.F) {
+	f.Fuzz(func(t *testing.T, s string) {
+		if checkOrigin(s) != "" {
+			return
+		}
+		u, err := url.Parse(s)
+		if err != nil {
+			t.Fatalf("origin %q accepted; url.Parse: %v", s, err)
+		}
+		hostport := u.Hostname()
+		if strings.Contains(hostport, ":") {
+			hostport = "[" + hostport + "]"
+		}
+		if u.Port() != "" {
+			hostport += ":" + u.Port()
+		}
+		switch {
+		case u.Scheme != "http" && u.Scheme != "https":
+			t.Errorf("origin %q accepted with scheme %q", s, u.Scheme)
+		case !strings.EqualFold(u.Scheme+"://"+u.Host, s) || u.Opaque != "" || u.User != nil || u.RawPath != "":
+			t.Errorf("origin %q accepted; url.Parse reads %#v", s, u)
+		case hostport != u.Host:
+			t.Errorf("origin %q accepted; its host %q is not host[:port]", s, u.Host)
+		case !hostOK(u.Hostname()), u.Port() != "" && !portOK(u.Port(), 1):
+			t.Errorf("origin %q accepted with host %q and port %q", s, u.Hostname(), u.Port())
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"flag"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -207,6 +208,9 @@ func TestParseGood(t *testing.T) {
 				c.Limits = Limits{MaxHeaderBytes: 1024, HeaderTimeout: 2 * time.Second, DialTimeout: 250 * time.Millisecond, MaxAttempts: 10, MaxConnections: 5000,
 					MaxConnectionsPerIP: 0, HandshakeRatePerIP: 0.5, HandshakeBurst: 3, MaxMessageBytes: 1 << 20, TLSHandshakeTimeout: 3 * time.Second}
 				c.Tunnels = Tunnels{PingInterval: 25 * time.Second, PingTimeout: 5 * time.Second, IdleTimeout: time.Hour, MaxLifetime: 24 * time.Hour}
+				c.ProxyProtocol.TrustedCIDRs = []netip.Prefix{
+					netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:1::/48"), netip.MustParsePrefix("192.0.2.7/32"),
+				}
 			},
 		},
 		{

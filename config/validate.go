@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -57,6 +58,10 @@ func checkHostPort(s string, emptyHost bool, minPort int) string {
 	if host == "" && !emptyHost {
 		return "the host is missing"
 	}
+	if strings.HasPrefix(s, "[") && !strings.Contains(host, ":") {
+		// net.SplitHostPort takes "[localhost]:80" too.
+		return "brackets are for IPv6 addresses only"
+	}
 	if host != "" {
 		if problem := checkHost(host); problem != "" {
 			return problem
@@ -74,13 +79,10 @@ func checkHostPort(s string, emptyHost bool, minPort int) string {
 	return ""
 }
 
-// checkHost checks an IP address or a DNS host name.
+// checkHost checks an IP address (with a zone only if IPv6) or a DNS
+// host name.
 func checkHost(h string) string {
-	ip := h
-	if i := strings.IndexByte(ip, '%'); i > 0 {
-		ip = ip[:i] // IPv6 zone
-	}
-	if net.ParseIP(ip) != nil {
+	if _, err := netip.ParseAddr(h); err == nil {
 		return ""
 	}
 	if strings.Contains(h, "*") {
@@ -149,6 +151,10 @@ func checkOrigin(s string) string {
 		return "it has user information"
 	case u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.ForceQuery || strings.HasSuffix(s, "#"):
 		return "an origin has no path, query or trailing slash"
+	case strings.HasSuffix(u.Host, ":"):
+		return "the port is empty"
+	case strings.Contains(u.Host, "%"):
+		return "it has an IPv6 zone, which browsers never send"
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
@@ -156,6 +162,33 @@ func checkOrigin(s string) string {
 		}
 	}
 	return checkHost(u.Hostname())
+}
+
+// checkCIDR checks an address block of proxy_protocol.trusted_cidrs:
+// ADDRESS/BITS, IPv4 or IPv6, with no bits set past the prefix length.
+func checkCIDR(s string) string {
+	addr, bits, ok := strings.Cut(s, "/")
+	a, err := netip.ParseAddr(addr)
+	switch {
+	case s == "":
+		return "it is empty"
+	case err != nil:
+		return fmt.Sprintf("%q is not an IP address", addr)
+	case a.Zone() != "":
+		return "an address block has no zone"
+	case !ok:
+		return fmt.Sprintf("the prefix length is missing (%s is this address alone)", netip.PrefixFrom(a, a.BitLen()))
+	}
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("the prefix length %q is not a number from 0 to %d", bits, a.BitLen())
+	case a.Is4In6():
+		return "it is an IPv4-mapped IPv6 block (IPv4 clients are compared as IPv4)"
+	case p != p.Masked():
+		return fmt.Sprintf("address bits are set past the prefix length (the block is %s)", p.Masked())
+	}
+	return ""
 }
 
 // checkACMEDomain checks a value of tls.acme.domains: the tls package's

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,8 +43,11 @@ type ClientConn = sockio.ClientConn
 // connection's own goroutine and within its handshake deadline. It may
 // read the connection's first bytes (Peek, Discard), establish the client's
 // address (SetRemoteAddr), or refuse the connection by returning an error:
-// a *Refusal to count it under its reason, any other error to drop it as a
-// broken connection. The connection is then closed.
+// a *Refusal to count it under its reason; an error of reading the
+// connection (the deadline passed, the client closed or reset it) to count
+// it as a failed handshake (HandshakeTimeout or HandshakeClosed), as TLS
+// would have; any other error to drop it as a broken connection. The
+// connection is then closed.
 type AcceptLayer func(c ClientConn) error
 
 // Refusal is an AcceptLayer's refusal of a connection by a limit.
@@ -70,6 +74,7 @@ type ListenerOptions struct {
 	// Zero means DefaultHandshakeTimeout.
 	HandshakeTimeout time.Duration
 	// Layers run in order on every connection before its handshake.
+	// SetLayers replaces them.
 	Layers []AcceptLayer
 	// Observer is told of refusals and failed TLS handshakes. Nil means
 	// nobody listens.
@@ -87,7 +92,7 @@ type Listener struct {
 	ln      net.Listener
 	tls     *tls.Config
 	timeout atomic.Int64 // time.Duration; SetHandshakeTimeout's
-	layers  []AcceptLayer
+	layers  atomic.Pointer[[]AcceptLayer]
 	obs     Observer
 	log     *slog.Logger
 
@@ -101,7 +106,8 @@ type Listener struct {
 	inFlight map[net.Conn]struct{} // guarded by mu; nil once closed
 	wg       sync.WaitGroup        // the handshake goroutines
 
-	failLog rateLog // failed handshakes, once a second
+	failLog  rateLog     // failed handshakes, once a second
+	refusals refusalLogs // layers' refusals, once a second per reason
 }
 
 // NewListener returns the accept path over ln. It starts no goroutine:
@@ -110,7 +116,6 @@ func NewListener(ln net.Listener, opts ListenerOptions) *Listener {
 	l := &Listener{
 		ln:        ln,
 		tls:       opts.TLS,
-		layers:    opts.Layers,
 		obs:       opts.Observer,
 		log:       opts.Logger,
 		ready:     make(chan net.Conn),
@@ -119,6 +124,7 @@ func NewListener(ln net.Listener, opts ListenerOptions) *Listener {
 		inFlight:  make(map[net.Conn]struct{}),
 	}
 	l.SetHandshakeTimeout(opts.HandshakeTimeout)
+	l.SetLayers(opts.Layers)
 	if l.obs == nil {
 		l.obs = nopObserver{}
 	}
@@ -145,6 +151,15 @@ func (l *Listener) Accept() (net.Conn, error) {
 	case <-l.done:
 		return nil, net.ErrClosed
 	}
+}
+
+// SetLayers replaces the accept layers for the connections accepted from
+// now on; those already past their start keep the layers they started
+// with. It may be called at any time, from any goroutine (on a
+// configuration reload, say).
+func (l *Listener) SetLayers(layers []AcceptLayer) {
+	layers = slices.Clone(layers)
+	l.layers.Store(&layers)
 }
 
 // Addr is the listening address.
@@ -273,14 +288,9 @@ func (l *Listener) handshake(raw net.Conn) {
 	defer l.untrack(raw)
 	cc := sockio.Accepted(raw)
 	_ = cc.SetDeadline(time.Now().Add(time.Duration(l.timeout.Load())))
-	for _, layer := range l.layers {
+	for _, layer := range *l.layers.Load() {
 		if err := layer(cc); err != nil {
-			var r *Refusal
-			if errors.As(err, &r) {
-				l.obs.Refused(&RefusalEvent{Reason: r.Reason, RemoteAddr: cc.RemoteAddr().String()})
-			}
-			l.log.LogAttrs(context.Background(), slog.LevelDebug, "connection refused before TLS",
-				slog.String(keyRemoteAddr, cc.RemoteAddr().String()), slog.Any(keyErr, err))
+			l.layerFailed(cc, err)
 			_ = cc.Close()
 			return
 		}
@@ -309,6 +319,26 @@ func (l *Listener) handshake(raw net.Conn) {
 	case <-l.done:
 		_ = c.Close()
 	}
+}
+
+// layerFailed counts and logs a connection that an accept layer ended
+// with err (see AcceptLayer).
+func (l *Listener) layerFailed(cc ClientConn, err error) {
+	remote := cc.RemoteAddr().String()
+	var r *Refusal
+	if errors.As(err, &r) {
+		l.obs.Refused(&RefusalEvent{Reason: r.Reason, RemoteAddr: remote})
+		l.refusals.log(l.log, r.Reason, slog.String(keyRemoteAddr, remote), slog.Any(keyErr, err))
+		return
+	}
+	if reason := handshakeReason(err); reason == HandshakeTimeout || reason == HandshakeClosed {
+		l.obs.Refused(&RefusalEvent{Reason: reason, TLS: true, RemoteAddr: remote})
+		l.failLog.log(l.log, slog.LevelDebug, "tls handshake failed",
+			slog.String(keyRemoteAddr, remote), slog.String(keyReason, string(reason)), slog.Any(keyErr, err))
+		return
+	}
+	l.log.LogAttrs(context.Background(), slog.LevelDebug, "connection dropped before tls",
+		slog.String(keyRemoteAddr, remote), slog.Any(keyErr, err))
 }
 
 // rateLog writes a log line at most once a second, with the number of

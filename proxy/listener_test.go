@@ -6,7 +6,9 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -14,6 +16,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/wsgate/wsgate/internal/proctest"
 )
 
 // preambleLayer is an accept layer like a PROXY protocol reader: it reads
@@ -46,16 +50,23 @@ func preambleLayer(c ClientConn) error {
 	return nil
 }
 
-// preambleDialer is a WebSocket dialer that sends line before the TLS
-// handshake.
-func (p *testProxy) preambleDialer(line string) *websocket.Dialer {
+// headerDialer is a WebSocket dialer whose connections come from the
+// loopback address from ("" for any) and send header before the TLS
+// handshake. With asked (the lengths an accept layer's Peek calls ask for,
+// see peekSpy) the header goes a byte at a time, each once the layer has
+// asked for more than it has been sent.
+func (p *testProxy) headerDialer(from string, header []byte, asked <-chan int) *websocket.Dialer {
 	d := p.dialer()
 	d.NetDialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		nd := net.Dialer{}
+		if from != "" {
+			nd.LocalAddr = &net.TCPAddr{IP: net.ParseIP(from)}
+		}
+		c, err := nd.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		if _, err := io.WriteString(c, line); err != nil {
+		if err := sendHeader(c, header, asked); err != nil {
 			c.Close()
 			return nil, err
 		}
@@ -64,20 +75,54 @@ func (p *testProxy) preambleDialer(line string) *websocket.Dialer {
 	return d
 }
 
-func TestAcceptLayerSetsClientAddressAndKeepsTheFastPath(t *testing.T) {
-	b := newTestBackend(t, "b")
-	obs := &recordingObserver{}
-	p := startProxyLayers(t, Options{Observer: obs}, fastParking, []AcceptLayer{preambleLayer}, backendSpec{addr: b.addr})
+// sendHeader writes header to c: at once, or with asked a byte at a time
+// (see headerDialer).
+func sendHeader(c net.Conn, header []byte, asked <-chan int) error {
+	if asked == nil {
+		_, err := c.Write(header)
+		return err
+	}
+	wanted := 0
+	for i := range header {
+		for wanted <= i {
+			select {
+			case n := <-asked:
+				wanted = max(wanted, n)
+			case <-time.After(5 * time.Second):
+				return fmt.Errorf("the accept layer asked for no more than %d bytes in 5s", wanted)
+			}
+		}
+		if _, err := c.Write(header[i : i+1]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
-	c, _, err := p.preambleDialer("HELLO 203.0.113.7:4567\r\n").Dial(p.url("/ws"), nil)
-	if err != nil {
-		t.Fatalf("Dial() with a preamble = %v", err)
+// peekSpy is a ClientConn that reports the length of each Peek on asked.
+type peekSpy struct {
+	ClientConn
+	asked chan<- int
+}
+
+func (s peekSpy) Peek(n int) ([]byte, error) {
+	select {
+	case s.asked <- n:
+	default:
 	}
-	defer c.Close()
-	if got := b.header().Get("X-Forwarded-For"); got != "203.0.113.7" {
-		t.Errorf("X-Forwarded-For = %q, want the layer's address 203.0.113.7", got)
-	}
-	// The record-aware fast path survives the layer: the idle tunnel parks.
+	return s.ClientConn.Peek(n)
+}
+
+// spied returns layer with its connections' Peek calls reported on asked.
+func spied(layer AcceptLayer, asked chan<- int) AcceptLayer {
+	return func(c ClientConn) error { return layer(peekSpy{c, asked}) }
+}
+
+// parksAndEchoes checks that the one tunnel of p, c's, parks when idle
+// (where tunnels park: the record-aware conn survived the accept layers),
+// and echoes after that.
+func parksAndEchoes(t *testing.T, p *testProxy, c *websocket.Conn) {
+	t.Helper()
 	if parkingSupported() {
 		waitFor(t, "both directions to park", func() bool { return parked(p) == 2 })
 	}
@@ -88,6 +133,22 @@ func TestAcceptLayerSetsClientAddressAndKeepsTheFastPath(t *testing.T) {
 	if _, msg, err := c.ReadMessage(); err != nil || string(msg) != "after parking" {
 		t.Fatalf("echo after parking = %q, %v", msg, err)
 	}
+}
+
+func TestAcceptLayerSetsClientAddressAndKeepsTheFastPath(t *testing.T) {
+	b := newTestBackend(t, "b")
+	obs := &recordingObserver{}
+	p := startProxyLayers(t, Options{Observer: obs}, fastParking, []AcceptLayer{preambleLayer}, backendSpec{addr: b.addr})
+
+	c, _, err := p.headerDialer("", []byte("HELLO 203.0.113.7:4567\r\n"), nil).Dial(p.url("/ws"), nil)
+	if err != nil {
+		t.Fatalf("Dial() with a preamble = %v", err)
+	}
+	defer c.Close()
+	if got := b.header().Get("X-Forwarded-For"); got != "203.0.113.7" {
+		t.Errorf("X-Forwarded-For = %q, want the layer's address 203.0.113.7", got)
+	}
+	parksAndEchoes(t, p, c)
 	c.Close()
 	waitFor(t, "the tunnel event", func() bool { return len(obs.tunnelEvents()) == 1 })
 	if got := obs.tunnelEvents()[0].RemoteAddr; got != "203.0.113.7:4567" {
@@ -99,19 +160,21 @@ func TestAcceptLayerRefuses(t *testing.T) {
 	b := newTestBackend(t, "b")
 	obs := &recordingObserver{}
 	p := startProxyLayers(t, Options{Observer: obs}, nil, []AcceptLayer{preambleLayer}, backendSpec{addr: b.addr})
-	if _, _, err := p.preambleDialer("NO\r\n").Dial(p.url("/ws"), nil); err == nil {
+	if _, _, err := p.headerDialer("", []byte("NO\r\n"), nil).Dial(p.url("/ws"), nil); err == nil {
 		t.Fatal("Dial() after a refused preamble succeeded")
 	}
-	waitFor(t, "the refusal event", func() bool {
-		obs.mu.Lock()
-		defer obs.mu.Unlock()
-		return len(obs.refusals) == 1
-	})
-	if r := obs.refusals[0]; r.Reason != "test_refusal" || r.TLS {
-		t.Errorf("RefusalEvent = %+v, want reason test_refusal, not TLS", r)
-	}
+	oneRefusal(t, obs, "test_refusal", false)
 	if n := b.open(); n != 0 {
 		t.Errorf("backend holds %d connections after a refusal, want 0", n)
+	}
+}
+
+// oneRefusal waits for the refusal event obs is to see, and checks it.
+func oneRefusal(t *testing.T, obs *recordingObserver, reason RefusalReason, tls bool) {
+	t.Helper()
+	waitFor(t, "the refusal event", func() bool { return len(obs.refusalEvents()) == 1 })
+	if r := obs.refusalEvents()[0]; r.Reason != reason || r.TLS != tls {
+		t.Errorf("RefusalEvent = %+v, want reason %s, TLS %v", r, reason, tls)
 	}
 }
 
@@ -165,15 +228,7 @@ func TestHandshakeFailuresAreCounted(t *testing.T) {
 			p := startProxy(t, Options{Observer: obs, HeaderTimeout: timeout}, backendSpec{addr: b.addr})
 			start := time.Now()
 			tc.do(t, p.addr)
-			waitFor(t, "the refusal event", func() bool {
-				obs.mu.Lock()
-				defer obs.mu.Unlock()
-				return len(obs.refusals) == 1
-			})
-			r := obs.refusals[0]
-			if !r.TLS || r.Reason != tc.want {
-				t.Errorf("RefusalEvent = %+v, want a TLS refusal with reason %s", r, tc.want)
-			}
+			oneRefusal(t, obs, tc.want, true)
 			if tc.want == HandshakeTimeout && time.Since(start) > 3*time.Second {
 				t.Errorf("the silent client was closed after %v, want about 300ms", time.Since(start))
 			}
@@ -218,5 +273,59 @@ func TestListenerCloseEndsHandshakesInProgress(t *testing.T) {
 	}
 	if _, err := l.Accept(); !errors.Is(err, net.ErrClosed) {
 		t.Errorf("Accept() after Close = %v, want net.ErrClosed", err)
+	}
+}
+
+// Refusals are logged at warn, at most once a second per reason.
+func TestRefusalsAreLoggedOnceASecondPerReason(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logged proctest.SyncBuffer
+	refuse := func(c ClientConn) error {
+		b, err := c.Peek(1)
+		if err != nil {
+			return err
+		}
+		return &Refusal{Reason: RefusalReason("reason_" + string(b))}
+	}
+	l := NewListener(ln, ListenerOptions{
+		TLS:    &tls.Config{},
+		Layers: []AcceptLayer{refuse},
+		Logger: slog.New(slog.NewTextHandler(&logged, nil)),
+	})
+	done := make(chan error)
+	go func() { done <- l.Run(context.Background()) }()
+	defer func() {
+		l.Close()
+		<-done
+	}()
+	start := time.Now()
+	for _, first := range "aaaaab" {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, _ = io.WriteString(c, string(first))
+		_, _ = io.Copy(io.Discard, c) // until the listener closes it
+		c.Close()
+	}
+	seconds := int(time.Since(start)/time.Second) + 1
+	lines := strings.Split(strings.TrimSpace(logged.String()), "\n")
+	count := func(reason string) int {
+		n := 0
+		for _, line := range lines {
+			if strings.Contains(line, "level=WARN") && strings.Contains(line, `msg="limit reached; refused"`) && strings.Contains(line, "reason="+reason) {
+				n++
+			}
+		}
+		return n
+	}
+	if a := count("reason_a"); a < 1 || a > seconds {
+		t.Errorf("%d warnings for 5 refusals of one reason in %ds, want 1 to %d:\n%s", a, seconds, seconds, logged.String())
+	}
+	if b := count("reason_b"); b != 1 {
+		t.Errorf("%d warnings for the refusal of another reason, want 1:\n%s", b, logged.String())
 	}
 }

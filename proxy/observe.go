@@ -126,10 +126,12 @@ const (
 // The reasons of failed TLS handshakes (the `reason` label of
 // wsgate_tls_handshake_errors_total).
 const (
-	// HandshakeTimeout: the handshake (with the accept layers before it)
-	// did not finish within the handshake timeout.
+	// HandshakeTimeout: the handshake (with the accept layers before it,
+	// such as reading a PROXY protocol header) did not finish within the
+	// handshake timeout.
 	HandshakeTimeout RefusalReason = "timeout"
-	// HandshakeClosed: the client closed or reset the connection.
+	// HandshakeClosed: the client closed or reset the connection (during
+	// the handshake or an accept layer before it).
 	HandshakeClosed RefusalReason = "closed"
 	// HandshakeNotTLS: the first bytes were not a TLS record (plain HTTP
 	// on the TLS port, say).
@@ -147,6 +149,7 @@ const (
 var (
 	LimitReasons = []RefusalReason{
 		RefusedMaxConnections, RefusedMaxConnectionsPerIP, RefusedHandshakeRate, RefusedMaxMessageBytes,
+		RefusedProxyHeader, RefusedProxyUntrusted,
 	}
 	HandshakeReasons = []RefusalReason{
 		HandshakeTimeout, HandshakeClosed, HandshakeNotTLS, HandshakeClientAlert, HandshakeProtocol,

@@ -170,6 +170,12 @@ func (o *recordingObserver) tunnelEvents() []TunnelEvent {
 	return slices.Clone(o.tunnels)
 }
 
+func (o *recordingObserver) refusalEvents() []RefusalEvent {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return slices.Clone(o.refusals)
+}
+
 func (o *recordingObserver) upgradeEvents() []UpgradeEvent {
 	o.mu.Lock()
 	defer o.mu.Unlock()

@@ -64,12 +64,22 @@ func validateUpgrade(r *http.Request, rt *Route) (int, string) {
 		return http.StatusBadRequest, "websocket upgrade without Connection: upgrade"
 	case r.Header.Get("Sec-WebSocket-Version") != "13":
 		return http.StatusBadRequest, "unsupported Sec-WebSocket-Version; want 13"
+	case len(r.Header.Values("Sec-WebSocket-Version")) > 1:
+		// RFC 6455 11.3.5: at most one in a request. Which one counts
+		// would depend on who reads it.
+		return http.StatusBadRequest, "more than one Sec-WebSocket-Version"
 	case !validKey(r.Header.Get("Sec-WebSocket-Key")):
 		return http.StatusBadRequest, "missing or malformed Sec-WebSocket-Key"
 	case len(r.Header["Sec-Websocket-Key"]) > 1:
 		return http.StatusBadRequest, "more than one Sec-WebSocket-Key"
 	}
 	if len(rt.AllowedOrigins) > 0 {
+		if len(r.Header.Values("Origin")) > 1 {
+			// RFC 6454 7.3: a browser sends one. Checking the first would
+			// let a backend that reads another one see an origin no one
+			// allowed.
+			return http.StatusBadRequest, "more than one Origin"
+		}
 		origin := r.Header.Get("Origin")
 		ok := false
 		for _, o := range rt.AllowedOrigins {

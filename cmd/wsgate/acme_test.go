@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -381,7 +382,7 @@ func TestACMEPebble(t *testing.T) {
 	if leafA2.SerialNumber.Cmp(leafA.SerialNumber) != 0 {
 		t.Errorf("after restart served certificate %x, want the cached %x", leafA2.SerialNumber, leafA.SerialNumber)
 	}
-	if !strings.Contains(a2.Stderr.String(), "msg=\"certificate loaded\" source=acme") {
+	if !regexp.MustCompile(`msg="certificate loaded" (pid=\d+ )?source=acme`).MatchString(a2.Stderr.String()) {
 		t.Errorf("restarted wsgate did not log the cached certificate; stderr:\n%s", a2.Stderr.String())
 	}
 	if fi, err := os.Stat(cacheA); err != nil || fi.Mode().Perm() != 0o700 {

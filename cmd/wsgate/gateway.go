@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -89,9 +90,12 @@ func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log 
 		Observer:       g.stats,
 		Logger:         log,
 	})
+	// The handshake timeout bounds the accept layers (a PROXY protocol
+	// header) and the TLS handshake.
 	g.accept = proxy.NewListener(g.proxyLn, proxy.ListenerOptions{
 		TLS:              g.certs.TLSConfig(),
 		HandshakeTimeout: cfg.Limits.TLSHandshakeTimeout,
+		Layers:           acceptLayers(cfg),
 		Observer:         g.stats,
 		Logger:           log,
 	})
@@ -112,7 +116,25 @@ func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log 
 	}
 	log.Info("config loaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
 		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)), slog.Bool("admin_token", cfg.Admin.Token != ""))
+	logProxyProtocol(log, cfg)
 	return g, nil
+}
+
+// acceptLayers are the accept layers cfg asks for: PROXY protocol from
+// proxy_protocol.trusted_cidrs, or none.
+func acceptLayers(cfg *config.Config) []proxy.AcceptLayer {
+	if len(cfg.ProxyProtocol.TrustedCIDRs) == 0 {
+		return nil
+	}
+	return []proxy.AcceptLayer{proxy.ProxyProtocol(cfg.ProxyProtocol.TrustedCIDRs)}
+}
+
+// logProxyProtocol says from which addresses PROXY protocol headers are
+// read, if any.
+func logProxyProtocol(log *slog.Logger, cfg *config.Config) {
+	if cidrs := cfg.ProxyProtocol.TrustedCIDRs; len(cidrs) > 0 {
+		log.Info("proxy protocol headers required", slog.Any("trusted_cidrs", cidrs))
+	}
 }
 
 // proxyLimits are the proxy's limits as cfg sets them.
@@ -195,11 +217,11 @@ func (g *gateway) reload() {
 }
 
 // applyReload reads the config file again and applies it: certificates,
-// pools, backends, weights, health checks, routes and the admin token
-// change for new connections and requests; established connections are
-// not touched (a removed backend's connections run on until they end). A
-// file that fails validation, or certificates that fail to load, change
-// nothing. The listeners (their addresses and reuse_port), limits and the
+// pools, backends, weights, health checks, routes, proxy_protocol and the
+// admin token change for new connections and requests; established
+// connections are not touched (a removed backend's connections run on
+// until they end). A file that fails validation, or certificates that
+// fail to load, change nothing. The listeners (their addresses and reuse_port), limits and the
 // log format are fixed at start-up: a change to them is logged and
 // ignored. It reports whether the new config was applied; it logs why
 // when not.
@@ -227,6 +249,13 @@ func (g *gateway) applyReload() bool {
 		return false
 	}
 	g.proxy.SetRoutes(cfg.Routes)
+	g.accept.SetLayers(acceptLayers(cfg))
+	if !slices.Equal(cfg.ProxyProtocol.TrustedCIDRs, g.cfg.ProxyProtocol.TrustedCIDRs) {
+		logProxyProtocol(g.log, cfg)
+		if len(cfg.ProxyProtocol.TrustedCIDRs) == 0 {
+			g.log.Info("proxy protocol off")
+		}
+	}
 	if cfg.Admin.Token != g.cfg.Admin.Token {
 		g.admin.SetToken(cfg.Admin.Token)
 		g.log.Info("admin token changed", slog.Bool("admin_token", cfg.Admin.Token != ""))
