@@ -234,7 +234,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	for _, ex := range []string{"../../examples/minimal.yaml", "../../examples/multi.yaml"} {
+	for _, ex := range []string{"../../examples/minimal.yaml", "../../examples/multi.yaml", "../../examples/discover.yaml"} {
 		out, err := exec.Command(wsgateBin, "validate", "-config", ex).CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != "ok" {
 			t.Errorf("wsgate validate %s = %q, %v; want ok", ex, out, err)
