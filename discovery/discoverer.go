@@ -191,8 +191,10 @@ func (d *Discoverer) watch(ctx context.Context, pool string, spec registry.Disco
 			}
 			failures++
 			switch {
-			case kind == trouble:
+			case kind == trouble && err != nil:
 				log.Debug("dns lookup still failing", slog.Int(keyFailures, failures), slog.Any(keyErr, err))
+			case kind == trouble:
+				log.Debug("dns answer still empty", slog.Int(keyFailures, failures))
 			case err != nil:
 				log.Warn("dns lookup failed; keeping the last answer", slog.Any(keyErr, err), slog.Int(keyBackends, len(last)))
 			default:
