@@ -28,12 +28,23 @@ type DNSClient struct {
 	System *net.Resolver
 }
 
-var qtypes = map[string]uint16{TypeA: dns.TypeA, TypeAAAA: dns.TypeAAAA, TypeSRV: dns.TypeSRV}
+// qtype is the DNS type of one of ours, or 0.
+func qtype(t string) uint16 {
+	switch t {
+	case TypeA:
+		return dns.TypeA
+	case TypeAAAA:
+		return dns.TypeAAAA
+	case TypeSRV:
+		return dns.TypeSRV
+	}
+	return 0
+}
 
 // Resolve asks q.
 func (c DNSClient) Resolve(ctx context.Context, q Question) (Answer, error) {
-	qtype, ok := qtypes[q.Type]
-	if !ok {
+	qtype := qtype(q.Type)
+	if qtype == 0 {
 		return Answer{}, fmt.Errorf("unknown record type %q", q.Type)
 	}
 	if q.Server == "" {
