@@ -53,7 +53,10 @@ type Config struct {
 	// Pools are the backend pools, as the registry takes them
 	// (registry.Store.Apply). Every backend's Weight is set; a pool's
 	// Check is nil without a health_check block, and otherwise complete;
-	// its SlowStart is 0 (off) without slow_start.
+	// its SlowStart is 0 (off) without slow_start; its Discover is nil
+	// without a discover block, and otherwise has its Interval set
+	// (discovery.DefaultInterval when not given). A pool with Discover
+	// always has a Check, and may have no Backends.
 	Pools []registry.PoolSpec
 	// Routes are the proxy's routing table, in file order, with every
 	// PathPrefix set.

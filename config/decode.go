@@ -11,6 +11,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/wsgate/wsgate/discovery"
 	"github.com/wsgate/wsgate/healthcheck"
 	"github.com/wsgate/wsgate/listener"
 	"github.com/wsgate/wsgate/proxy"
@@ -25,8 +26,9 @@ var (
 	acmeKeys        = []string{"domains", "email", "cache_dir", "directory_url", "directory_ca_file", "renew_before"}
 	certificateKeys = []string{"cert_file", "key_file"}
 	adminKeys       = []string{"listen", "pprof", "token_file"}
-	poolKeys        = []string{"name", "backends", "health_check", "policy", "slow_start"}
+	poolKeys        = []string{"name", "backends", "discover", "health_check", "policy", "slow_start"}
 	backendKeys     = []string{"address", "weight"}
+	discoverKeys    = []string{"name", "type", "port", "interval", "resolver"}
 	healthKeys      = []string{"path", "interval", "timeout", "healthy_threshold", "unhealthy_threshold", "expected_status"}
 	routeKeys       = []string{"host", "path_prefix", "pool", "allowed_origins"}
 	shutdownKeys    = []string{"drain_timeout", "close_spread", "upgrade_timeout"}
@@ -42,9 +44,11 @@ var (
 )
 
 const (
-	listenHint  = `use host:port such as "127.0.0.1:8443" or ":8443" (port 0-65535)`
-	backendHint = `use host:port such as "127.0.0.1:9001" (port 1-65535) or unix:/absolute/path.sock`
-	cidrHint    = "write ADDRESS/BITS, such as 10.0.0.0/8, or 192.0.2.7/32 for one address"
+	listenHint   = `use host:port such as "127.0.0.1:8443" or ":8443" (port 0-65535)`
+	backendHint  = `use host:port such as "127.0.0.1:9001" (port 1-65535) or unix:/absolute/path.sock`
+	cidrHint     = "write ADDRESS/BITS, such as 10.0.0.0/8, or 192.0.2.7/32 for one address"
+	dnsNameHint  = "write a DNS name such as app.internal, or for SRV the full record name such as _ws._tcp.app.internal"
+	resolverHint = `use the DNS server's host:port such as "10.0.0.2:53", or leave resolver out to ask the system's resolver`
 )
 
 // root decodes the top-level mapping n.
@@ -409,13 +413,19 @@ func (d *decoder) pool(n *yaml.Node, path string) (registry.PoolSpec, *yaml.Node
 	} else {
 		d.missing(n, join(path, "name"), "give the pool a name that routes refer to, such as name: app")
 	}
+	discover := f["discover"]
 	if v := f["backends"]; v != nil {
-		p.Backends = d.backends(v, join(path, "backends"))
-	} else {
-		d.missing(n, join(path, "backends"), `list at least one backend, such as backends: [{address: "127.0.0.1:9001"}]`)
+		p.Backends = d.backends(v, join(path, "backends"), discover != nil)
+	} else if discover == nil {
+		d.missing(n, join(path, "backends"), `list at least one backend, such as backends: [{address: "127.0.0.1:9001"}], or find them in DNS with discover`)
+	}
+	if discover != nil {
+		p.Discover = d.discover(discover, join(path, "discover"))
 	}
 	if v := f["health_check"]; v != nil {
 		p.Check = d.healthCheck(v, join(path, "health_check"))
+	} else if discover != nil {
+		d.errorf(n, join(path, "health_check"), "required with discover: a discovered address gets connections only once a health probe passes; add a health_check block, such as health_check: {path: /healthz}")
 	}
 	if v := f["policy"]; v != nil {
 		p.Policy = d.policy(v, join(path, "policy"))
@@ -440,13 +450,15 @@ func (d *decoder) policy(n *yaml.Node, path string) string {
 	return s
 }
 
-func (d *decoder) backends(n *yaml.Node, path string) []registry.BackendSpec {
+// backends decodes a pool's backends; the list may be empty when the pool
+// discovers others.
+func (d *decoder) backends(n *yaml.Node, path string, discovers bool) []registry.BackendSpec {
 	items, ok := d.list(n, path, "a list of backends, each with an address")
 	if !ok {
 		return nil
 	}
-	if len(items) == 0 {
-		d.errorf(d.resolve(n), path, "the list is empty; list at least one backend, such as [{address: \"127.0.0.1:9001\"}]")
+	if len(items) == 0 && !discovers {
+		d.errorf(d.resolve(n), path, "the list is empty; list at least one backend, such as [{address: \"127.0.0.1:9001\"}], or find them in DNS with discover")
 	}
 	var out []registry.BackendSpec
 	seen := make(map[string]*yaml.Node)
@@ -478,6 +490,57 @@ func (d *decoder) backends(n *yaml.Node, path string) []registry.BackendSpec {
 		out = append(out, be)
 	}
 	return out
+}
+
+// discover decodes a pool's DNS discovery.
+func (d *decoder) discover(n *yaml.Node, path string) *registry.Discover {
+	f, ok := d.fields(n, path, "a discover block with name, type and (for A and AAAA) port", discoverKeys)
+	if !ok {
+		return nil
+	}
+	n = d.resolve(n)
+	ds := &registry.Discover{Interval: discovery.DefaultInterval}
+	if v := f["name"]; v != nil {
+		ds.Name, _ = d.checkedStr(v, join(path, "name"), "a DNS name such as app.internal", "DNS name", checkDNSName, "; "+dnsNameHint)
+	} else {
+		d.missing(n, join(path, "name"), "set the DNS name to resolve; "+dnsNameHint)
+	}
+	types := discovery.Types()
+	typesHint := strings.Join(types, ", ")
+	typeOK := false
+	if v := f["type"]; v != nil {
+		s, sn, ok := d.str(v, join(path, "type"), "a record type: "+typesHint)
+		switch {
+		case ok && !slices.Contains(types, s):
+			msg := fmt.Sprintf("unknown record type %q", s)
+			if i := slices.IndexFunc(types, func(t string) bool { return strings.EqualFold(t, s) }); i >= 0 {
+				msg += fmt.Sprintf(" (did you mean %q?)", types[i])
+			}
+			d.errorf(sn, join(path, "type"), "%s; valid types: %s", msg, typesHint)
+		case ok:
+			ds.Type, typeOK = s, true
+		}
+	} else {
+		d.missing(n, join(path, "type"), "set the record type to ask for: "+typesHint)
+	}
+	port := f["port"]
+	if port != nil {
+		ds.Port, _ = d.integer(port, join(path, "port"), 1, 65535)
+	}
+	switch {
+	case !typeOK:
+	case ds.Type == discovery.TypeSRV && port != nil:
+		d.errorf(d.resolve(port), join(path, "port"), "SRV records carry each target's port; remove port")
+	case ds.Type != discovery.TypeSRV && port == nil:
+		d.missing(n, join(path, "port"), fmt.Sprintf("set the backends' port, such as port: 9001 (%s records carry no port)", ds.Type))
+	}
+	if v := f["interval"]; v != nil {
+		ds.Interval, _, _ = d.duration(v, join(path, "interval"))
+	}
+	if v := f["resolver"]; v != nil {
+		ds.Resolver, _ = d.checkedStr(v, join(path, "resolver"), "the host:port of a DNS server", "resolver address", checkResolverAddr, "; "+resolverHint)
+	}
+	return ds
 }
 
 func (d *decoder) healthCheck(n *yaml.Node, path string) *registry.HealthCheck {

@@ -97,6 +97,7 @@ func TestParseBadErrorCount(t *testing.T) {
 		{"testdata/bad/many.yaml", 13},
 		{"testdata/bad/unknown_key.yaml", 9},
 		{"testdata/bad/missing_top.yaml", 4},
+		{"testdata/bad/discover.yaml", 21},
 	}
 	for _, tc := range tests {
 		t.Run(filepath.Base(tc.file), func(t *testing.T) {
@@ -195,6 +196,7 @@ func TestParseGood(t *testing.T) {
 							hc.Interval = 2 * time.Second
 							return hc
 						}(),
+						Discover: &registry.Discover{Name: "_feed._tcp.example.com.", Type: "SRV", Interval: 30 * time.Second, Resolver: "[fd00::53]:5353"},
 					},
 					{Name: "42", Backends: []registry.BackendSpec{{Address: "127.0.0.1:9201", Weight: 16}}},
 				}
@@ -268,6 +270,22 @@ func TestParseGood(t *testing.T) {
 				c.Log.Format = "json"
 				c.Pools = []registry.PoolSpec{{Name: "app", Backends: backends("127.0.0.1:9001")}}
 				c.Routes = []proxy.Route{{PathPrefix: "/", Pool: "app"}}
+			},
+		},
+		{
+			name: "discover",
+			want: func(c *Config) {
+				c.Listen = "127.0.0.1:8443"
+				c.TLS.Certificates = []wstls.CertFile{testCert}
+				c.Pools = []registry.PoolSpec{
+					{Name: "dns", Check: defaultHealthCheck(),
+						Discover: &registry.Discover{Name: "app.internal", Type: "A", Port: 9001, Interval: 5 * time.Second}},
+					{Name: "empty", Check: defaultHealthCheck(),
+						Discover: &registry.Discover{Name: "v6.app.internal", Type: "AAAA", Port: 443, Interval: 250 * time.Millisecond, Resolver: "127.0.0.1:53"}},
+					{Name: "both", Backends: backends("10.0.0.1:9001"), Check: defaultHealthCheck(),
+						Discover: &registry.Discover{Name: "_ws._tcp.app.internal", Type: "SRV", Interval: 5 * time.Second, Resolver: "dns.internal:53"}},
+				}
+				c.Routes = []proxy.Route{{PathPrefix: "/", Pool: "dns"}}
 			},
 		},
 		{

@@ -102,6 +102,36 @@ func checkHost(h string) string {
 	return ""
 }
 
+// checkDNSName checks a name to resolve: a DNS name (underscores allowed,
+// as in SRV names), not an IP address, within DNS's length limits.
+func checkDNSName(s string) string {
+	name := strings.TrimSuffix(s, ".")
+	switch {
+	case s == "":
+		return "the name is empty"
+	case net.ParseIP(s) != nil:
+		return "it is an IP address, which needs no lookup (list it under backends)"
+	case strings.Contains(s, ":"):
+		return "it has a port (set port for A and AAAA; SRV records carry their own)"
+	case len(name) > 253:
+		return "it is longer than 253 characters"
+	}
+	if problem := checkHost(s); problem != "" {
+		return problem
+	}
+	for _, label := range strings.Split(name, ".") {
+		if len(label) > 63 {
+			return fmt.Sprintf("the label %q is longer than 63 characters", label)
+		}
+	}
+	return ""
+}
+
+// checkResolverAddr checks a DNS server's address: host:port, port 1-65535.
+func checkResolverAddr(s string) string {
+	return checkHostPort(s, false, 1)
+}
+
 // checkRouteHost checks a route's host: empty (any host), or a bare host
 // name or IP address without scheme, port or path.
 func checkRouteHost(s string) string {

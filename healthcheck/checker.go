@@ -218,10 +218,11 @@ func (c *Checker) runProber(ctx context.Context, p *prober, state registry.Healt
 				passes, fails = 0, fails+1
 			}
 			next := state
+			first := state == registry.HealthUnknown || state == registry.HealthPending
 			switch {
-			case state == registry.HealthUnknown && err == nil:
+			case first && err == nil:
 				next = registry.HealthUp
-			case state == registry.HealthUnknown:
+			case first:
 				next = registry.HealthDown
 			case state == registry.HealthDown && passes >= p.check.HealthyThreshold:
 				next = registry.HealthUp

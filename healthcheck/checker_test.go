@@ -169,6 +169,53 @@ func TestThresholds(t *testing.T) {
 	}
 }
 
+// A backend that DNS discovery added is pending: no connections until a
+// probe concludes, and the first one decides at once, as for a configured
+// backend's first probe (not healthy_threshold passes, as for a down one).
+func TestPendingFirstVerdict(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		result error
+		want   registry.Health
+	}{
+		{"first pass is up", nil, Y},
+		{"first failure is down", errFail, N},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				store := newStore(t)
+				id := registry.ID{Pool: "app", Address: "10.0.0.2:9001"}
+				check := testCheck()
+				check.HealthyThreshold = 3
+				discover := &registry.Discover{Name: "app.example", Type: "A", Port: 9001, Interval: time.Second}
+				if _, err := store.Apply([]registry.PoolSpec{{Name: "app", Check: check, Discover: discover}}); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := store.SetDiscovered("app", []registry.BackendSpec{{Address: id.Address}}, nil); err != nil {
+					t.Fatal(err)
+				}
+				s := &script{store: store, id: id, results: []error{tc.result}}
+				c := New(store, Options{Probe: s.probe, Logger: quietLog})
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan error)
+				go func() { done <- c.Run(ctx) }()
+				defer func() {
+					cancel()
+					<-done
+				}()
+				time.Sleep(check.Interval / 2) // the first probe goes out within interval/20
+				synctest.Wait()
+				if h := s.history(); len(h) != 1 || h[0] != registry.HealthPending {
+					t.Fatalf("health before each probe = %v, want one probe of a pending backend", h)
+				}
+				if b, _ := store.Backend(id); b.Health != tc.want {
+					t.Errorf("health after the first probe = %v, want %v", b.Health, tc.want)
+				}
+			})
+		})
+	}
+}
+
 func TestDownWithinIntervalTimesThresholdPlusTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex

@@ -11,7 +11,8 @@
 // Semantics:
 //
 //   - Before its first probe answers, a backend is HealthUnknown, which the
-//     balancer treats as healthy. The first verdict is taken at once: a
+//     balancer treats as healthy — or HealthPending, which it does not,
+//     when DNS discovery added it. The first verdict is taken at once: a
 //     pass makes it up, a failure makes it down.
 //   - After that, healthy_threshold consecutive passes bring a down backend
 //     up, and unhealthy_threshold consecutive failures take an up backend

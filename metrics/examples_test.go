@@ -16,7 +16,7 @@ var metricName = regexp.MustCompile(`\b(?:wsgate|go|process)_[a-z_]+\b`)
 // series, histograms with their _bucket, _sum and _count series.
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
-	m, _, _ := newMetrics(t)
+	m, _ := newDiscoveryMetrics(t)
 	mfs, err := m.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -33,7 +33,7 @@ func exported(t *testing.T) map[string]bool {
 	return names
 }
 
-// wsgateMetrics are the contract's metrics.
+// wsgateMetrics are the contract's metrics, and those of DNS discovery.
 var wsgateMetrics = []string{
 	"wsgate_backend_active_connections", "wsgate_backend_connections_total",
 	"wsgate_backend_healthy", "wsgate_backend_draining",
@@ -41,6 +41,7 @@ var wsgateMetrics = []string{
 	"wsgate_closes_total", "wsgate_relayed_bytes_total", "wsgate_health_checks_total",
 	"wsgate_tls_handshake_errors_total", "wsgate_limited_total",
 	"wsgate_config_reloads_total", "wsgate_config_generation",
+	"wsgate_discovery_backends", "wsgate_discovery_errors_total", "wsgate_discovery_empty_total",
 }
 
 func TestContractMetricsExported(t *testing.T) {

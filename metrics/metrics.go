@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/wsgate/wsgate/balancer"
+	"github.com/wsgate/wsgate/discovery"
 	"github.com/wsgate/wsgate/healthcheck"
 	"github.com/wsgate/wsgate/proxy"
 	"github.com/wsgate/wsgate/registry"
@@ -97,6 +98,8 @@ type Metrics struct {
 	reloads        *prometheus.CounterVec
 	reloadOK       prometheus.Counter
 	reloadError    prometheus.Counter
+	dnsErrors      *prometheus.CounterVec
+	dnsEmpty       *prometheus.CounterVec
 
 	// The series the observer methods use, found without a lock.
 	pools       cowMap[string, *poolSeries]
@@ -104,6 +107,7 @@ type Metrics struct {
 	probeSeries cowMap[registry.ID, *probeSeries]
 	tlsSeries   cowMap[proxy.RefusalReason, prometheus.Counter]
 	limitSeries cowMap[proxy.RefusalReason, prometheus.Counter]
+	dnsSeries   cowMap[string, *dnsSeries]
 }
 
 type relayerBox struct{ r Relayer }
@@ -120,6 +124,11 @@ type probeSeries struct {
 	pass, fail prometheus.Counter
 }
 
+// dnsSeries are the lookup counters of a discovering pool.
+type dnsSeries struct {
+	errs, empty prometheus.Counter
+}
+
 // closeKey identifies a wsgate_closes_total series; code is already
 // bounded by codeKey.
 type closeKey struct {
@@ -131,6 +140,7 @@ type closeKey struct {
 var (
 	_ proxy.Observer       = (*Metrics)(nil)
 	_ healthcheck.Observer = (*Metrics)(nil)
+	_ discovery.Observer   = (*Metrics)(nil)
 )
 
 // New returns Metrics registered in a new Prometheus registry, with the Go
@@ -174,6 +184,14 @@ func New(opts Options) *Metrics {
 			Name: "wsgate_config_reloads_total",
 			Help: "Config reloads (SIGHUP), by result: ok when applied, error when rejected (the running config stays).",
 		}, []string{labelResult}),
+		dnsErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wsgate_discovery_errors_total",
+			Help: "DNS lookups of a pool's discover name that got no answer (unreachable server, timeout, SERVFAIL); the last answer stayed in force.",
+		}, []string{labelPool}),
+		dnsEmpty: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wsgate_discovery_empty_total",
+			Help: "DNS lookups of a pool's discover name that found no address (NXDOMAIN, no records); the last answer stayed in force.",
+		}, []string{labelPool}),
 	}
 	m.reloadOK = m.reloads.WithLabelValues(resultOK)
 	m.reloadError = m.reloads.WithLabelValues(resultErr)
@@ -185,7 +203,7 @@ func New(opts Options) *Metrics {
 	}
 	m.reg.MustRegister(
 		m.upgrades, m.upgradeSeconds, m.tunnelSeconds, m.closes, m.healthChecks,
-		m.tlsErrors, m.limited, m.reloads,
+		m.tlsErrors, m.limited, m.reloads, m.dnsErrors, m.dnsEmpty,
 		stateCollector{m},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -239,6 +257,9 @@ func (m *Metrics) sync() (poolsChanged, backendsChanged <-chan struct{}) {
 	for _, p := range pools {
 		m.pool(p.Name)
 		checked[p.Name] = p.Check != nil
+		if p.Discover != nil {
+			m.dnsSeries.get(p.Name, m.newDNSSeries)
+		}
 	}
 	want := make(map[registry.ID]bool, len(backends))
 	for _, b := range backends {
@@ -280,6 +301,10 @@ func (m *Metrics) newProbeSeries(id registry.ID) *probeSeries {
 		pass: m.healthChecks.WithLabelValues(id.Pool, id.Address, resultPass),
 		fail: m.healthChecks.WithLabelValues(id.Pool, id.Address, resultFail),
 	}
+}
+
+func (m *Metrics) newDNSSeries(pool string) *dnsSeries {
+	return &dnsSeries{errs: m.dnsErrors.WithLabelValues(pool), empty: m.dnsEmpty.WithLabelValues(pool)}
 }
 
 func (m *Metrics) newCloseCounter(k closeKey) prometheus.Counter {
@@ -330,6 +355,17 @@ func (m *Metrics) ProbeDone(p *healthcheck.Probe) {
 		ps.pass.Inc()
 	} else {
 		ps.fail.Inc()
+	}
+}
+
+// LookupDone counts a DNS lookup of a discovering pool that failed or
+// found nothing.
+func (m *Metrics) LookupDone(l *discovery.Lookup) {
+	switch {
+	case l.Err != nil:
+		m.dnsSeries.get(l.Pool, m.newDNSSeries).errs.Inc()
+	case l.Empty:
+		m.dnsSeries.get(l.Pool, m.newDNSSeries).empty.Inc()
 	}
 }
 

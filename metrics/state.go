@@ -16,11 +16,14 @@ var (
 		"WebSocket connections given to a backend since start, across reloads (total_connections of /api/backends).",
 		[]string{labelPool, labelBackend}, nil)
 	healthyDesc = prometheus.NewDesc("wsgate_backend_healthy",
-		"1 unless the backend's health checks, or a connection it refused, have it down.",
+		"1 unless the backend's health checks, or a connection it refused, have it down, or it was discovered and waits for its first probe.",
 		[]string{labelPool, labelBackend}, nil)
 	drainingDesc = prometheus.NewDesc("wsgate_backend_draining",
-		"1 while an operator has the backend drained (no new connections).",
+		"1 while the backend is drained (no new connections): by an operator, or because it vanished from its pool's DNS answer.",
 		[]string{labelPool, labelBackend}, nil)
+	discoveredDesc = prometheus.NewDesc("wsgate_discovery_backends",
+		"Addresses in a discovering pool's DNS answer in force (the last one that found any).",
+		[]string{labelPool}, nil)
 	relayedDesc = prometheus.NewDesc("wsgate_relayed_bytes_total",
 		"Bytes relayed through a pool's tunnels, WebSocket framing included, TLS not.",
 		[]string{labelPool, labelDirection}, nil)
@@ -37,24 +40,36 @@ type stateCollector struct{ m *Metrics }
 var _ prometheus.Collector = stateCollector{}
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{activeDesc, totalDesc, healthyDesc, drainingDesc, relayedDesc, generationDesc} {
+	for _, d := range []*prometheus.Desc{activeDesc, totalDesc, healthyDesc, drainingDesc, discoveredDesc, relayedDesc, generationDesc} {
 		ch <- d
 	}
 }
 
 func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
+	pools, _ := c.m.store.Pools()
+	discovered := make(map[string]int)
+	for _, p := range pools {
+		if p.Discover != nil {
+			discovered[p.Name] = 0
+		}
+	}
 	backends, _ := c.m.store.Backends()
 	for _, b := range backends {
 		active, total := c.m.bal.Counts(b.ID())
 		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(active), b.Pool, b.Address)
 		ch <- prometheus.MustNewConstMetric(totalDesc, prometheus.CounterValue, float64(total), b.Pool, b.Address)
-		ch <- prometheus.MustNewConstMetric(healthyDesc, prometheus.GaugeValue, bit(b.Health != registry.HealthDown), b.Pool, b.Address)
-		ch <- prometheus.MustNewConstMetric(drainingDesc, prometheus.GaugeValue, bit(b.Draining), b.Pool, b.Address)
+		ch <- prometheus.MustNewConstMetric(healthyDesc, prometheus.GaugeValue, bit(b.Health.Serves()), b.Pool, b.Address)
+		ch <- prometheus.MustNewConstMetric(drainingDesc, prometheus.GaugeValue, bit(b.State() == registry.StateDraining), b.Pool, b.Address)
+		if _, ok := discovered[b.Pool]; ok && b.Discovered {
+			discovered[b.Pool]++
+		}
+	}
+	for pool, n := range discovered {
+		ch <- prometheus.MustNewConstMetric(discoveredDesc, prometheus.GaugeValue, float64(n), pool)
 	}
 
 	// Every configured pool, at zero before its first tunnel; and pools
 	// that are gone but relayed bytes before, so the counters never drop.
-	pools, _ := c.m.store.Pools()
 	up := make(map[string]int64, len(pools))
 	down := make(map[string]int64, len(pools))
 	for _, p := range pools {

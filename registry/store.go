@@ -26,32 +26,46 @@ func New() (*Store, error) {
 }
 
 // Apply replaces the configured pools and backends in one transaction, as a
-// reload does. A pool that stays gets its new check, policy and slow start. A backend
-// that stays (same pool and address) keeps its health and draining state;
-// its weight is updated. New backends start with HealthUnknown. Backends
-// and pools that are gone are deleted. Apply returns the new config
-// generation, which starts at 1.
+// reload does. A pool that stays gets its new check, policy, slow start
+// and discovery. A backend that stays (same pool and address) keeps its
+// health and draining state; its weight is updated. New backends start
+// with HealthUnknown. Backends and pools that are gone are deleted, except
+// the backends DNS discovery holds (Discovered or Vanished) in a pool that
+// still discovers: those are discovery's to keep or drop (SetDiscovered).
+// Apply returns the new config generation, which starts at 1.
 func (s *Store) Apply(pools []PoolSpec) (uint64, error) {
 	txn := s.db.Txn(true)
 	defer txn.Abort()
 
 	want := make(map[ID]BackendSpec)
-	wantPools := make(map[string]bool, len(pools))
+	wantPools := make(map[string]PoolSpec, len(pools))
 	for _, p := range pools {
-		wantPools[p.Name] = true
+		wantPools[p.Name] = p
 		for _, b := range p.Backends {
 			want[ID{Pool: p.Name, Address: b.Address}] = b
 		}
 	}
 
-	// Delete what is gone.
+	// Delete what is gone, and hand over to discovery the configured
+	// backends it also holds.
 	var gone []any
+	var unlisted []*Backend
 	it, err := txn.Get(tableBackends, indexID)
 	if err != nil {
 		return 0, fmt.Errorf("registry: list backends: %w", err)
 	}
 	for obj := it.Next(); obj != nil; obj = it.Next() {
-		if _, ok := want[obj.(*Backend).ID()]; !ok {
+		b := obj.(*Backend)
+		if _, ok := want[b.ID()]; ok {
+			continue
+		}
+		p, ok := wantPools[b.Pool]
+		switch {
+		case ok && p.Discover != nil && (b.Discovered || b.Vanished):
+			if b.Configured {
+				unlisted = append(unlisted, b)
+			}
+		default:
 			gone = append(gone, obj)
 		}
 	}
@@ -60,7 +74,7 @@ func (s *Store) Apply(pools []PoolSpec) (uint64, error) {
 		return 0, fmt.Errorf("registry: list pools: %w", err)
 	}
 	for obj := it.Next(); obj != nil; obj = it.Next() {
-		if !wantPools[obj.(*Pool).Name] {
+		if _, ok := wantPools[obj.(*Pool).Name]; !ok {
 			gone = append(gone, obj)
 		}
 	}
@@ -71,6 +85,13 @@ func (s *Store) Apply(pools []PoolSpec) (uint64, error) {
 		}
 		if err := txn.Delete(table, obj); err != nil {
 			return 0, fmt.Errorf("registry: delete: %w", err)
+		}
+	}
+	for _, b := range unlisted {
+		c := *b
+		c.Configured = false
+		if err := txn.Insert(tableBackends, &c); err != nil {
+			return 0, fmt.Errorf("registry: update backend %s: %w", b.Address, err)
 		}
 	}
 
@@ -86,6 +107,10 @@ func (s *Store) Apply(pools []PoolSpec) (uint64, error) {
 				c := *p.Check
 				rec.Check = &c
 			}
+			if p.Discover != nil {
+				d := *p.Discover
+				rec.Discover = &d
+			}
 			if err := txn.Insert(tablePools, rec); err != nil {
 				return 0, fmt.Errorf("registry: insert pool %s: %w", p.Name, err)
 			}
@@ -98,14 +123,16 @@ func (s *Store) Apply(pools []PoolSpec) (uint64, error) {
 			}
 			var rec *Backend
 			if obj == nil {
-				rec = &Backend{Pool: p.Name, Address: bs.Address, Weight: weight}
+				rec = &Backend{Pool: p.Name, Address: bs.Address, Weight: weight, Configured: true}
 			} else {
 				old := obj.(*Backend)
-				if old.Weight == weight {
+				if old.Weight == weight && old.Configured && !old.Vanished {
 					continue
 				}
 				c := *old
 				c.Weight = weight
+				c.Configured = true
+				c.Vanished = false // listed again: no longer draining
 				rec = &c
 			}
 			if err := txn.Insert(tableBackends, rec); err != nil {
@@ -125,10 +152,12 @@ func (s *Store) Apply(pools []PoolSpec) (uint64, error) {
 // samePool reports whether the stored pool already says what spec does, so
 // that an unchanged pool is not written (and its watchers not woken).
 func samePool(stored *Pool, spec PoolSpec) bool {
-	if stored.Policy != spec.Policy || stored.SlowStart != spec.SlowStart {
-		return false
-	}
-	a, b := stored.Check, spec.Check
+	return stored.Policy == spec.Policy && stored.SlowStart == spec.SlowStart &&
+		equalPtr(stored.Check, spec.Check) && equalPtr(stored.Discover, spec.Discover)
+}
+
+// equalPtr reports whether a and b are both nil or point to equal values.
+func equalPtr[T comparable](a, b *T) bool {
 	if a == nil || b == nil {
 		return a == b
 	}
@@ -199,6 +228,10 @@ func (s *Store) Pools() ([]Pool, <-chan struct{}) {
 		if p.Check != nil {
 			c := *p.Check
 			p.Check = &c
+		}
+		if p.Discover != nil {
+			d := *p.Discover
+			p.Discover = &d
 		}
 		out = append(out, p)
 	}

@@ -78,8 +78,8 @@ func TestApplyKeepsStateOfUnchangedBackends(t *testing.T) {
 	}
 	got, _ := s.PoolBackends("app")
 	want := []Backend{
-		{Pool: "app", Address: "127.0.0.1:1", Weight: 3, Health: HealthDown, HealthReason: "connection refused"},
-		{Pool: "app", Address: "127.0.0.1:3", Weight: 1},
+		{Pool: "app", Address: "127.0.0.1:1", Weight: 3, Health: HealthDown, HealthReason: "connection refused", Configured: true},
+		{Pool: "app", Address: "127.0.0.1:3", Weight: 1, Configured: true},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("PoolBackends() = %+v, want %+v", got, want)
@@ -159,6 +159,9 @@ func TestState(t *testing.T) {
 		{"up", Backend{Health: HealthUp}, StateHealthy},
 		{"down", Backend{Health: HealthDown}, StateUnhealthy},
 		{"draining wins", Backend{Health: HealthDown, Draining: true}, StateDraining},
+		{"pending is unhealthy", Backend{Health: HealthPending}, StateUnhealthy},
+		{"vanished drains", Backend{Health: HealthUp, Vanished: true}, StateDraining},
+		{"vanished and pending drains", Backend{Health: HealthPending, Vanished: true}, StateDraining},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.b.State(); got != tc.want {
@@ -168,13 +171,16 @@ func TestState(t *testing.T) {
 	}
 }
 
-// TestApplyPool: a reload writes a pool whose check, policy or slow start
-// changed, and leaves an unchanged one alone (its watchers stay asleep).
+// TestApplyPool: a reload writes a pool whose check, policy, slow start
+// or discovery changed, and leaves an unchanged one alone (its watchers
+// stay asleep).
 func TestApplyPool(t *testing.T) {
 	check := &HealthCheck{Path: "/healthz", Interval: time.Second, Timeout: time.Second / 2, HealthyThreshold: 2, UnhealthyThreshold: 2}
 	ready := *check
 	ready.Path = "/ready"
 	backends := []BackendSpec{{Address: "127.0.0.1:1"}}
+	srv := Discover{Name: "_ws._tcp.app.example", Type: "SRV", Interval: time.Second}
+	a := Discover{Name: "app.example", Type: "A", Port: 9001, Interval: time.Second}
 	s := newStore(t, PoolSpec{Name: "a", Backends: backends, Check: check})
 	steps := []struct {
 		desc  string
@@ -191,6 +197,10 @@ func TestApplyPool(t *testing.T) {
 		{"slow start changed", PoolSpec{Name: "a", Backends: backends, Check: &ready, SlowStart: time.Second}, true},
 		{"slow start left out", PoolSpec{Name: "a", Backends: backends, Check: &ready}, true},
 		{"check removed", PoolSpec{Name: "a", Backends: backends}, true},
+		{"discover set", PoolSpec{Name: "a", Backends: backends, Discover: &srv}, true},
+		{"same discover again", PoolSpec{Name: "a", Backends: backends, Discover: &srv}, false},
+		{"other discover", PoolSpec{Name: "a", Backends: backends, Discover: &a}, true},
+		{"discover removed", PoolSpec{Name: "a", Backends: backends}, true},
 	}
 	for _, st := range steps {
 		_, changed := s.Pools()
@@ -205,9 +215,9 @@ func TestApplyPool(t *testing.T) {
 			t.Fatalf("%s: Pools() = %+v, want pool a only", st.desc, pools)
 		}
 		got := pools[0]
-		sameCheck := got.Check == st.spec.Check || got.Check != nil && st.spec.Check != nil && *got.Check == *st.spec.Check
-		if got.Policy != st.spec.Policy || got.SlowStart != st.spec.SlowStart || !sameCheck {
-			t.Errorf("%s: Pools()[0] = %+v (check %+v), want policy %q, slow start %v, check %+v", st.desc, got, got.Check, st.spec.Policy, st.spec.SlowStart, st.spec.Check)
+		if got.Policy != st.spec.Policy || got.SlowStart != st.spec.SlowStart || !equalPtr(got.Check, st.spec.Check) || !equalPtr(got.Discover, st.spec.Discover) {
+			t.Errorf("%s: Pools()[0] = %+v (check %+v, discover %+v), want policy %q, slow start %v, check %+v, discover %+v",
+				st.desc, got, got.Check, got.Discover, st.spec.Policy, st.spec.SlowStart, st.spec.Check, st.spec.Discover)
 		}
 	}
 }

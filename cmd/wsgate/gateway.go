@@ -18,6 +18,7 @@ import (
 	"github.com/wsgate/wsgate/admin"
 	"github.com/wsgate/wsgate/balancer"
 	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/discovery"
 	"github.com/wsgate/wsgate/healthcheck"
 	"github.com/wsgate/wsgate/listener"
 	"github.com/wsgate/wsgate/metrics"
@@ -37,6 +38,7 @@ type gateway struct {
 	store *registry.Store
 	bal   *balancer.Balancer
 	check *healthcheck.Checker
+	disc  *discovery.Discoverer
 	certs *wstls.Provider
 	proxy *proxy.Handler
 	admin *admin.Server
@@ -74,6 +76,7 @@ func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log 
 	g.bal = balancer.New(g.store, balancer.Options{Logger: log})
 	g.stats = metrics.New(metrics.Options{Store: g.store, Balancer: g.bal})
 	g.check = healthcheck.New(g.store, healthcheck.Options{Observer: g.stats, Logger: log})
+	g.disc = discovery.New(g.store, discovery.Options{Connections: g.bal, Observer: g.stats, Logger: log})
 
 	if g.certs, err = wstls.NewProvider(tlsOptions(cfg, log)); err != nil {
 		return nil, err
@@ -203,6 +206,7 @@ func openGateway(ctx context.Context, cfg *config.Config, opts config.Options, l
 var (
 	_ proxy.Picker          = (*balancer.Balancer)(nil)
 	_ proxy.FailureReporter = (*healthcheck.Checker)(nil)
+	_ discovery.Counter     = (*balancer.Balancer)(nil)
 )
 
 // proxyURL and adminURL are the listeners' real addresses (a :0 port
@@ -217,11 +221,14 @@ func (g *gateway) reload() {
 }
 
 // applyReload reads the config file again and applies it: certificates,
-// pools, backends, weights, health checks, routes, proxy_protocol and the
-// admin token change for new connections and requests; established
-// connections are not touched (a removed backend's connections run on
-// until they end). A file that fails validation, or certificates that
-// fail to load, change nothing. The listeners (their addresses and reuse_port), limits and the
+// pools, backends, weights, health checks, DNS discovery, routes,
+// proxy_protocol, the edge limits and the admin token change for new
+// connections and requests (backends a pool's discovery found stay, with
+// their health, while the pool discovers); established connections are
+// not touched (a removed backend's connections run on until they end). A
+// file that fails validation, or certificates that fail to load, change
+// nothing. The listeners (their addresses and reuse_port), the HTTP
+// server's header limits and the
 // log format are fixed at start-up: a change to them is logged and
 // ignored. It reports whether the new config was applied; it logs why
 // when not.
@@ -314,6 +321,7 @@ func (g *gateway) serve(ctx context.Context, ctl control) error {
 	eg, egCtx := errgroup.WithContext(runCtx)
 	eg.Go(func() error { return g.bal.Run(egCtx) })
 	eg.Go(func() error { return g.check.Run(egCtx) })
+	eg.Go(func() error { return g.disc.Run(egCtx) })
 	eg.Go(func() error { return g.stats.Run(egCtx) })
 	eg.Go(func() error { return g.proxy.Run(egCtx) })
 	eg.Go(func() error { return g.certs.Watch(egCtx, 0) })

@@ -58,7 +58,12 @@ func start(t *testing.T, bin string, args ...string) *proc {
 
 // startBackend runs a reference backend process and returns its address.
 func startBackend(t *testing.T, id string) (*proc, string) {
-	p := start(t, backendBin, "-listen", "127.0.0.1:0", "-id", id, "-drain-timeout", "2s")
+	return startBackendAt(t, id, "127.0.0.1:0")
+}
+
+// startBackendAt runs a reference backend process on addr.
+func startBackendAt(t *testing.T, id, addr string) (*proc, string) {
+	p := start(t, backendBin, "-listen", addr, "-id", id, "-drain-timeout", "2s")
 	return p, p.WaitLine("listening on")
 }
 
@@ -93,8 +98,9 @@ type gate struct {
 
 // gateConfig is what a test varies in the config file.
 type gateConfig struct {
-	listen, admin string // the listeners' addresses; "" is 127.0.0.1:0
-	backends      []string
+	listen, admin string   // the listeners' addresses; "" is 127.0.0.1:0
+	backends      []string // none: no backends key
+	discover      string   // the pool's discover block, indented for it, or ""
 	health        string   // the pool's health_check block, indented for it, or ""
 	pool          string   // more keys of the pool, indented for it
 	adminKeys     string   // more admin keys, indented for the admin block
@@ -106,10 +112,14 @@ func (g *gate) writeConfig(t *testing.T, gc gateConfig) {
 	t.Helper()
 	var b strings.Builder
 	fmt.Fprintf(&b, "listen: %s\ntls:\n  certificates:\n    - cert_file: %s\n      key_file: %s\n", cmp.Or(gc.listen, "127.0.0.1:0"), g.certFile, g.keyFile)
-	fmt.Fprintf(&b, "admin:\n  listen: %s\n%spools:\n  - name: app\n    backends:\n", cmp.Or(gc.admin, "127.0.0.1:0"), gc.adminKeys)
+	fmt.Fprintf(&b, "admin:\n  listen: %s\n%spools:\n  - name: app\n", cmp.Or(gc.admin, "127.0.0.1:0"), gc.adminKeys)
+	if len(gc.backends) > 0 {
+		b.WriteString("    backends:\n")
+	}
 	for _, addr := range gc.backends {
 		fmt.Fprintf(&b, "      - address: %s\n", addr)
 	}
+	b.WriteString(gc.discover)
 	b.WriteString(gc.health)
 	b.WriteString(gc.pool)
 	b.WriteString("routes:\n  - pool: app\n")
@@ -231,7 +241,7 @@ func TestVersion(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	for _, ex := range []string{"../../examples/minimal.yaml", "../../examples/multi.yaml"} {
+	for _, ex := range []string{"../../examples/minimal.yaml", "../../examples/multi.yaml", "../../examples/discover.yaml"} {
 		out, err := exec.Command(wsgateBin, "validate", "-config", ex).CombinedOutput()
 		if err != nil || strings.TrimSpace(string(out)) != "ok" {
 			t.Errorf("wsgate validate %s = %q, %v; want ok", ex, out, err)
