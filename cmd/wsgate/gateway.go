@@ -56,6 +56,11 @@ type gateway struct {
 	// has handed over, stops telling its successor what it holds.
 	predecessor chan struct{}
 	stopReport  func()
+	// adminPause and httpPause stop the admin and HTTP listeners from
+	// accepting at a hand-over; newConns counts the connections of all
+	// three servers that have not read a request yet.
+	adminPause, httpPause *pausable
+	newConns              newConns
 }
 
 // newGateway assembles a gateway from cfg, read with opts, that serves on
@@ -315,6 +320,19 @@ type control struct {
 func (g *gateway) serve(ctx context.Context, ctl control) error {
 	proxySrv := g.proxy.Server()
 	adminSrv := g.admin.HTTPServer()
+	var httpSrv *http.Server
+	if g.httpLn != nil {
+		httpSrv = g.httpServer()
+	}
+	// The admin and HTTP listeners can pause, and every server's new
+	// connections are counted, for a binary upgrade (see handover.go).
+	g.adminPause = newPausable(g.adminLn)
+	g.newConns.watch(proxySrv)
+	g.newConns.watch(adminSrv)
+	if httpSrv != nil {
+		g.httpPause = newPausable(g.httpLn)
+		g.newConns.watch(httpSrv)
+	}
 	runCtx, stopRunning := context.WithCancel(context.Background())
 	defer stopRunning()
 
@@ -327,11 +345,9 @@ func (g *gateway) serve(ctx context.Context, ctl control) error {
 	eg.Go(func() error { return g.certs.Watch(egCtx, 0) })
 	eg.Go(func() error { return g.accept.Run(egCtx) })
 	eg.Go(func() error { return serveErr("TLS listener", proxySrv.Serve(g.accept)) })
-	eg.Go(func() error { return serveErr("admin listener", adminSrv.Serve(g.adminLn)) })
-	var httpSrv *http.Server
-	if g.httpLn != nil {
-		httpSrv = g.httpServer()
-		eg.Go(func() error { return serveErr("HTTP listener", httpSrv.Serve(g.httpLn)) })
+	eg.Go(func() error { return serveErr("admin listener", adminSrv.Serve(g.adminPause)) })
+	if httpSrv != nil {
+		eg.Go(func() error { return serveErr("HTTP listener", httpSrv.Serve(g.httpPause)) })
 	}
 	if ctl.serving != nil {
 		ctl.serving()

@@ -90,9 +90,15 @@ func (g *gateway) handOver(ctx context.Context, child *upgrade.Child, servers ..
 
 	stopCtx, cancel := context.WithTimeout(context.Background(), g.cfg.Shutdown.DrainTimeout)
 	defer cancel()
-	// The connections this process accepted finish their handshakes here;
-	// the new process accepts every one after.
+	// Stop accepting: the new process takes every connection from now on.
+	// Those this process accepted finish their handshakes and read their
+	// first requests here before the servers shut down (see handover.go).
+	g.adminPause.pause()
+	if g.httpPause != nil {
+		g.httpPause.pause()
+	}
 	g.accept.Drain(stopCtx)
+	g.newConns.wait(stopCtx)
 	for _, srv := range servers {
 		if srv != nil {
 			_ = srv.Shutdown(stopCtx) // stops accepting; plain requests finish

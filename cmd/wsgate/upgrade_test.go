@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -98,15 +99,17 @@ func startProber(t *testing.T, addr string, roots *x509.CertPool) *prober {
 			err := func() error {
 				c, _, err := d.Dial("wss://"+addr+"/ws", nil)
 				if err != nil {
-					return err
+					return fmt.Errorf("dial: %w", err)
 				}
 				defer c.Close()
 				_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
 				if err := c.WriteMessage(websocket.TextMessage, []byte("probe")); err != nil {
-					return err
+					return fmt.Errorf("write (local %s): %w", c.LocalAddr(), err)
 				}
-				_, _, err = c.ReadMessage()
-				return err
+				if _, _, err = c.ReadMessage(); err != nil {
+					return fmt.Errorf("read echo (local %s): %w", c.LocalAddr(), err)
+				}
+				return nil
 			}()
 			if err != nil {
 				p.failed.Add(1)
