@@ -44,20 +44,11 @@ func (p *Provider) Watch(ctx context.Context, interval time.Duration) error {
 	if interval <= 0 {
 		interval = DefaultWatchInterval
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		if !p.changed() {
-			continue
-		}
+	filestamp.Poll(ctx, interval, p.changed, func() {
 		p.logger.Info("certificate files changed; reloading")
 		if err := p.Reload(); err != nil {
 			p.logger.Error("certificate reload rejected; the old certificates stay in use", slog.Any("err", err))
 		}
-	}
+	})
+	return nil
 }

@@ -10,6 +10,7 @@
 package filestamp
 
 import (
+	"context"
 	"os"
 	"syscall"
 	"time"
@@ -40,3 +41,21 @@ func Of(path string) Stamp {
 
 // Missing reports whether the file could not be stat'ed.
 func (s Stamp) Missing() bool { return s.err }
+
+// Poll calls changed every interval until ctx is done, and then act
+// whenever changed reported true. changed compares stamps and remembers
+// the new ones; act reloads.
+func Poll(ctx context.Context, interval time.Duration, changed func() bool, act func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if changed() {
+			act()
+		}
+	}
+}
