@@ -72,7 +72,9 @@ type ACMEOptions struct {
 
 	// CacheDir holds the account key and the certificates
 	// (autocert.DirCache). Required. NewProvider creates it with mode 0700
-	// if it does not exist.
+	// if it does not exist. Several processes may share it (replicas
+	// mounting one volume): a lock file per name in it makes them ask the
+	// CA for one certificate per name, which all of them then serve.
 	CacheDir string
 
 	// DirectoryURL is the CA's ACME directory. Empty means LetsEncryptURL.
@@ -153,7 +155,7 @@ func newACMESide(o *ACMEOptions, log *slog.Logger) (*acmeSide, error) {
 	s := &acmeSide{
 		m: &autocert.Manager{
 			Prompt:      autocert.AcceptTOS,
-			Cache:       cache,
+			Cache:       newSharedCache(cache, o.CacheDir, o.RenewBefore, log),
 			HostPolicy:  autocert.HostWhitelist(names...),
 			RenewBefore: o.RenewBefore,
 			Email:       o.Email,

@@ -33,6 +33,20 @@
 // certificate set through an atomic pointer; Reload builds a new set and
 // swaps it in, so it affects only handshakes that start afterwards, never
 // connections that are already established. No method of this package
-// starts a goroutine of its own; autocert, once a handshake asks it for a
-// certificate, runs renewal timers and clean-ups for the process's life.
+// starts a goroutine of its own, but for the ACME cache's lock below;
+// autocert, once a handshake asks it for a certificate, runs renewal
+// timers and clean-ups for the process's life.
+//
+// # Several instances
+//
+// Processes that share ACMEOptions.CacheDir order one certificate per name
+// between them: the cache autocert is given (sharedcache.go) takes a lock
+// file per name in the directory from the cache miss that starts an order
+// to the Put that ends it, and reads the cache again once it has the lock.
+// The lock is flock(2) where the system has it (lockfile_flock.go), else a
+// file created with O_EXCL that its holder keeps fresh
+// (lockfile_excl.go, also built with -tags wsgate_portable). While a lock
+// is held, a context.AfterFunc waits to release it when autocert's order
+// ends, and the O_EXCL lock runs a heartbeat goroutine; both end with the
+// hold.
 package tls

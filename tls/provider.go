@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/filestamp"
 )
 
 // Sentinel errors. Errors that name a file wrap ErrExpired and ErrNotYetValid,
@@ -95,7 +97,7 @@ type Provider struct {
 	reloadMu sync.Mutex // serialises Reload and SetFiles; guards files and stamps
 	// stamps are the files' stamps when they were last loaded (taken just
 	// before reading them), for Watch.
-	stamps []fileStamp
+	stamps []filestamp.Stamp
 	set    atomic.Pointer[certSet]
 }
 

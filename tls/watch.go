@@ -3,41 +3,20 @@ package tls
 import (
 	"context"
 	"log/slog"
-	"os"
 	"slices"
-	"syscall"
 	"time"
+
+	"github.com/wsgate/wsgate/internal/filestamp"
 )
 
 // DefaultWatchInterval is how often Watch looks at the certificate files.
 const DefaultWatchInterval = 5 * time.Second
 
-// fileStamp identifies one version of a file: what os.Stat says of it,
-// following symbolic links (a Kubernetes secret update swaps a symlink).
-type fileStamp struct {
-	ino     uint64
-	size    int64
-	modTime time.Time
-	err     bool
-}
-
-func stamp(path string) fileStamp {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fileStamp{err: true}
-	}
-	s := fileStamp{size: fi.Size(), modTime: fi.ModTime()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		s.ino = st.Ino
-	}
-	return s
-}
-
 // stampFiles returns the stamps of every certificate and key file.
-func stampFiles(files []CertFile) []fileStamp {
-	out := make([]fileStamp, 0, 2*len(files))
+func stampFiles(files []CertFile) []filestamp.Stamp {
+	out := make([]filestamp.Stamp, 0, 2*len(files))
 	for _, f := range files {
-		out = append(out, stamp(f.CertFile), stamp(f.KeyFile))
+		out = append(out, filestamp.Of(f.CertFile), filestamp.Of(f.KeyFile))
 	}
 	return out
 }
@@ -65,20 +44,11 @@ func (p *Provider) Watch(ctx context.Context, interval time.Duration) error {
 	if interval <= 0 {
 		interval = DefaultWatchInterval
 	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-		if !p.changed() {
-			continue
-		}
+	filestamp.Poll(ctx, interval, p.changed, func() {
 		p.logger.Info("certificate files changed; reloading")
 		if err := p.Reload(); err != nil {
 			p.logger.Error("certificate reload rejected; the old certificates stay in use", slog.Any("err", err))
 		}
-	}
+	})
+	return nil
 }

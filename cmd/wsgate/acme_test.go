@@ -254,8 +254,9 @@ type acmeGate struct {
 }
 
 // startACMEGate writes a config that obtains a certificate for domain
-// from the Pebble directory and starts wsgate with it.
-func startACMEGate(t *testing.T, cfgFile, listen, httpListen, domain, cacheDir, dirURL, backendAddr string) *acmeGate {
+// from the Pebble directory, with the top-level keys in extra, and starts
+// wsgate with it.
+func startACMEGate(t *testing.T, cfgFile, listen, httpListen, domain, cacheDir, dirURL, backendAddr, extra string) *acmeGate {
 	t.Helper()
 	caFile, err := filepath.Abs("testdata/pebble/pebble.minica.pem")
 	if err != nil {
@@ -271,6 +272,7 @@ func startACMEGate(t *testing.T, cfgFile, listen, httpListen, domain, cacheDir, 
 	// The first handshake for a name waits while the certificate is
 	// obtained; header_timeout bounds the handshake.
 	b.WriteString("routes:\n  - pool: app\nlimits:\n  header_timeout: 30s\nshutdown:\n  drain_timeout: 2s\n")
+	b.WriteString(extra)
 	if err := os.WriteFile(cfgFile, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -315,26 +317,43 @@ func dialDomainOK(t *testing.T, addr, domain string, roots *x509.CertPool) *x509
 	return leaf
 }
 
-func TestACMEPebble(t *testing.T) {
+// acmeEnv is what an ACME end-to-end test runs against: Pebble, which
+// validates TLS-ALPN-01 on tlsPort and HTTP-01 on httpPort, the roots it
+// issues under, and a reference backend.
+type acmeEnv struct {
+	pb                *pebble
+	roots             *x509.CertPool
+	backendAddr       string
+	tlsPort, httpPort int
+}
+
+func startACMEEnv(t *testing.T) acmeEnv {
+	t.Helper()
 	bin := buildPebble(t)
-	started := time.Now()
 	dnsAddr := startDNS(t)
-	tlsA, httpB := freePort(t), freePort(t)
-	pb := startPebble(t, bin, dnsAddr, httpB, tlsA)
-	roots := pb.root(t)
-	_, backendAddr := startBackend(t, "acme")
+	e := acmeEnv{tlsPort: freePort(t), httpPort: freePort(t)}
+	e.pb = startPebble(t, bin, dnsAddr, e.httpPort, e.tlsPort)
+	e.roots = e.pb.root(t)
+	_, e.backendAddr = startBackend(t, "acme")
+	return e
+}
+
+func TestACMEPebble(t *testing.T) {
+	started := time.Now()
+	e := startACMEEnv(t)
+	pb, roots, backendAddr, tlsA, httpB := e.pb, e.roots, e.backendAddr, e.tlsPort, e.httpPort
 	dir := t.TempDir()
 	cacheA := filepath.Join(dir, "cache-a")
 
 	// TLS-ALPN-01 only: gateway A, no http_listen, on Pebble's tlsPort.
 	cfgA := filepath.Join(dir, "a.yaml")
-	a := startACMEGate(t, cfgA, fmt.Sprintf("127.0.0.1:%d", tlsA), "", alpnDomain, cacheA, pb.dirURL, backendAddr)
+	a := startACMEGate(t, cfgA, fmt.Sprintf("127.0.0.1:%d", tlsA), "", alpnDomain, cacheA, pb.dirURL, backendAddr, "")
 	leafA := dialDomainOK(t, a.proxyAddr, alpnDomain, roots)
 	t.Logf("TLS-ALPN-01: certificate %x for %v after %v", leafA.SerialNumber, leafA.DNSNames, time.Since(started).Round(time.Millisecond))
 
 	// HTTP-01 only: gateway B, whose http_listen is Pebble's httpPort.
 	httpListen := fmt.Sprintf("127.0.0.1:%d", httpB)
-	b := startACMEGate(t, filepath.Join(dir, "b.yaml"), "127.0.0.1:0", httpListen, httpDomain, filepath.Join(dir, "cache-b"), pb.dirURL, backendAddr)
+	b := startACMEGate(t, filepath.Join(dir, "b.yaml"), "127.0.0.1:0", httpListen, httpDomain, filepath.Join(dir, "cache-b"), pb.dirURL, backendAddr, "")
 	if got := b.WaitLine("wsgate: http listening on"); got != "http://"+httpListen {
 		t.Errorf("http listener = %q, want http://%s", got, httpListen)
 	}
@@ -377,7 +396,7 @@ func TestACMEPebble(t *testing.T) {
 	if code := a.Exit(5 * time.Second); code != 0 {
 		t.Fatalf("wsgate exit code after SIGTERM = %d, want 0", code)
 	}
-	a2 := startACMEGate(t, cfgA, fmt.Sprintf("127.0.0.1:%d", tlsA), "", alpnDomain, cacheA, pb.dirURL, backendAddr)
+	a2 := startACMEGate(t, cfgA, fmt.Sprintf("127.0.0.1:%d", tlsA), "", alpnDomain, cacheA, pb.dirURL, backendAddr, "")
 	leafA2 := dialDomainOK(t, a2.proxyAddr, alpnDomain, roots)
 	if leafA2.SerialNumber.Cmp(leafA.SerialNumber) != 0 {
 		t.Errorf("after restart served certificate %x, want the cached %x", leafA2.SerialNumber, leafA.SerialNumber)
@@ -389,4 +408,60 @@ func TestACMEPebble(t *testing.T) {
 		t.Errorf("cache_dir mode = %v, %v; want 0700", fi.Mode().Perm(), err)
 	}
 	t.Logf("ACME end-to-end took %v", time.Since(started).Round(time.Millisecond))
+}
+
+// Two wsgate processes share one cache_dir (replicas on a shared volume)
+// and are asked for the same new name at the same moment: the CA issues
+// one certificate, and both serve it. Pebble validates TLS-ALPN-01 on A's
+// TLS port and HTTP-01 on an http_listen that both share with reuse_port,
+// so the order succeeds whichever of them places it and wherever the
+// validation lands: challenge tokens are shared through the cache too.
+func TestACMESharedCache(t *testing.T) {
+	e := startACMEEnv(t)
+	pb, roots, backendAddr := e.pb, e.roots, e.backendAddr
+	dir := t.TempDir()
+	cache := filepath.Join(dir, "shared-cache")
+	httpListen := fmt.Sprintf("127.0.0.1:%d", e.httpPort)
+	const domain = "shared.wsgate.test"
+
+	gates := []*acmeGate{
+		startACMEGate(t, filepath.Join(dir, "a.yaml"), fmt.Sprintf("127.0.0.1:%d", e.tlsPort), httpListen, domain, cache, pb.dirURL, backendAddr, "reuse_port: true\n"),
+		startACMEGate(t, filepath.Join(dir, "b.yaml"), "127.0.0.1:0", httpListen, domain, cache, pb.dirURL, backendAddr, "reuse_port: true\n"),
+	}
+	leaves := make([]*x509.Certificate, len(gates))
+	errs := make([]error, len(gates))
+	var wg sync.WaitGroup
+	for i, g := range gates {
+		wg.Go(func() {
+			c, leaf, err := dialDomain(g.proxyAddr, domain, roots)
+			if err == nil {
+				c.Close()
+			}
+			leaves[i], errs[i] = leaf, err
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("gateway %d: Dial(wss://%s/ws) error = %v", i, domain, err)
+		}
+	}
+	if leaves[0].SerialNumber.Cmp(leaves[1].SerialNumber) != 0 {
+		t.Errorf("the gateways serve two certificates, %x and %x; want one", leaves[0].SerialNumber, leaves[1].SerialNumber)
+	}
+	if n := strings.Count(pb.out.String(), "Issued certificate serial"); n != 1 {
+		t.Errorf("Pebble issued %d certificates for one name asked by two gateways at once, want 1", n)
+	}
+	waited := 0
+	for _, g := range gates {
+		if strings.Contains(g.Stderr.String(), "another instance is obtaining this; waiting for it") {
+			waited++
+		}
+	}
+	t.Logf("certificate %x; %d gateway(s) waited for the other's order", leaves[0].SerialNumber, waited)
+
+	// Both keep serving it.
+	for _, g := range gates {
+		dialDomainOK(t, g.proxyAddr, domain, roots)
+	}
 }

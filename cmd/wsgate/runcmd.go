@@ -12,6 +12,7 @@ import (
 	"syscall"
 
 	"github.com/wsgate/wsgate/config"
+	"github.com/wsgate/wsgate/internal/filestamp"
 	"github.com/wsgate/wsgate/upgrade"
 )
 
@@ -24,6 +25,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	level := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	format := fs.String("log-format", "", "log format: text or json (default: the file's log.format, else text)")
 	pidFile := fs.String("pid-file", "", "write the serving process's PID to this `file` (a binary upgrade's new process writes its own)")
+	watch := fs.Duration("watch-config", 0, "reload the config file when it changes, looking every `interval` (0: off; SIGHUP reloads either way)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -37,6 +39,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wsgate run:", err)
 		return 2
 	}
+	if *watch < 0 {
+		fmt.Fprintf(stderr, "wsgate run: bad -watch-config %s: use a positive interval, or 0 for off\n", *watch)
+		return 2
+	}
+	// Stamped before it is read: a change made meanwhile is not missed.
+	loaded := filestamp.Of(*path)
 	cfg, err := opts.Load(*path)
 	if err != nil {
 		printErrors(stderr, err)
@@ -68,10 +76,24 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if g.httpLn != nil {
 		fmt.Fprintf(stdout, "wsgate: http listening on %s\n", g.httpURL())
 	}
-	// SIGHUP reloads the config file; SIGUSR2 hands over to a new process.
+	// SIGHUP reloads the config file, and so does a change to it with
+	// -watch-config; SIGUSR2 hands over to a new process.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	if *watch > 0 {
+		cw := &configWatch{path: *path, interval: *watch, log: log, loaded: loaded}
+		watchCtx, stopWatch := context.WithCancel(ctx)
+		watched := make(chan struct{})
+		go func() {
+			defer close(watched)
+			_ = cw.Run(watchCtx, hup)
+		}()
+		defer func() {
+			stopWatch()
+			<-watched
+		}()
+	}
 	usr2, stopUsr2 := notifyUpgrade()
 	defer stopUsr2()
 	inheritCtx, stopInherit := context.WithCancel(context.Background())
