@@ -103,18 +103,20 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		upgrade:   usr2,
 		successor: successorStarter(append([]string{"run"}, args...), stdout, stderr),
 		serving: func() {
-			if *pidFile != "" {
-				if err := writePIDFile(*pidFile); err != nil {
-					log.Error("write the PID file", slog.String("file", *pidFile), slog.Any("err", err))
-				}
-			}
 			if parent != nil {
+				g.settle(ctx)
 				if err := parent.Ready(); err != nil {
 					log.Error("binary upgrade: tell the old process", slog.Any("err", err))
 				}
 				log.Info("binary upgrade: serving in place of the old process", slog.Int("old_pid", os.Getppid()))
 				g.predecessor = make(chan struct{})
 				go g.inheritCounts(inheritCtx, parent)
+			}
+			// After Ready: the PID file names the process that serves.
+			if *pidFile != "" {
+				if err := writePIDFile(*pidFile); err != nil {
+					log.Error("write the PID file", slog.String("file", *pidFile), slog.Any("err", err))
+				}
 			}
 		},
 	}

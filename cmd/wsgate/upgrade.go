@@ -145,6 +145,53 @@ func (g *gateway) afterHandOver(ctx context.Context) {
 	}
 }
 
+// settleBound bounds how long a new process of a binary upgrade waits for
+// its backends before it says it serves.
+const settleBound = 5 * time.Second
+
+// settle waits, before a new process of a binary upgrade says it serves,
+// until its registry can route as the old one did: DNS discovery has found
+// the backends of every pool that discovers, and no backend waits for its
+// first probe. (The old process stops accepting once this one serves; a
+// pool that only discovery fills would refuse connections meanwhile.) The
+// wait ends at settleBound, or at once when the registry changes no more.
+func (g *gateway) settle(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, settleBound)
+	defer cancel()
+	for {
+		pools, poolsChanged := g.store.Pools()
+		backends, backendsChanged := g.store.Backends()
+		if routable(pools, backends) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			g.log.Warn("binary upgrade: serving before every pool has its backends", slog.Duration("waited", settleBound))
+			return
+		case <-poolsChanged:
+		case <-backendsChanged:
+		}
+	}
+}
+
+// routable reports whether no backend waits for its first probe and every
+// pool that discovers has found backends.
+func routable(pools []registry.Pool, backends []registry.Backend) bool {
+	found := make(map[string]bool, len(pools))
+	for _, b := range backends {
+		if b.Health == registry.HealthPending {
+			return false
+		}
+		found[b.Pool] = true
+	}
+	for _, p := range pools {
+		if p.Discover != nil && !found[p.Name] {
+			return false
+		}
+	}
+	return true
+}
+
 // heldCounts turns the balancer's held counts into upgrade.Counts.
 func heldCounts(held map[registry.ID]int64) []upgrade.Count {
 	out := make([]upgrade.Count, 0, len(held))

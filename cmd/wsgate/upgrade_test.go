@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsgate/wsgate/internal/proctest"
+	"github.com/wsgate/wsgate/registry"
 )
 
 // upgradeGate is a `wsgate run` whose output goes to files that the
@@ -257,4 +258,23 @@ func TestBinaryUpgradeTwiceAndTimeout(t *testing.T) {
 	})
 	c, _ := g.dial(t, "/ws")
 	echo(t, c, "generation 3")
+}
+
+func TestRoutable(t *testing.T) {
+	discover := &registry.Discover{Name: "app.internal", Type: "A", Port: 9001}
+	for _, tc := range []struct {
+		name     string
+		pools    []registry.Pool
+		backends []registry.Backend
+		want     bool
+	}{
+		{"static pool", []registry.Pool{{Name: "app"}}, []registry.Backend{{Pool: "app", Address: "a"}}, true},
+		{"a backend waits for its first probe", []registry.Pool{{Name: "app"}}, []registry.Backend{{Pool: "app", Health: registry.HealthPending}}, false},
+		{"discovery has found nothing yet", []registry.Pool{{Name: "app", Discover: discover}}, nil, false},
+		{"discovery found a probed backend", []registry.Pool{{Name: "app", Discover: discover}}, []registry.Backend{{Pool: "app", Health: registry.HealthUp}}, true},
+	} {
+		if got := routable(tc.pools, tc.backends); got != tc.want {
+			t.Errorf("%s: routable() = %v, want %v", tc.name, got, tc.want)
+		}
+	}
 }
