@@ -119,6 +119,9 @@ type TLS struct {
 	// Certs are in-memory pairs served after Certificates: those of
 	// Options.Certificates, never from the file.
 	Certs []tls.Certificate
+	// Tickets control session resumption (tls.session_tickets): the
+	// secret read from secret_file.
+	Tickets wstls.TicketOptions
 }
 
 // Admin is the admin listener (JSON API, /healthz, /metrics, dashboard).

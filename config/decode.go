@@ -22,7 +22,8 @@ import (
 // The keys each mapping accepts, in the order messages list them.
 var (
 	rootKeys        = []string{"listen", "reuse_port", "tls", "admin", "pools", "routes", "shutdown", "limits", "tunnels", "log", "proxy_protocol"}
-	tlsKeys         = []string{"certificates", "acme", "http_listen"}
+	tlsKeys         = []string{"certificates", "acme", "http_listen", "session_tickets"}
+	ticketKeys      = []string{"disabled", "secret_file", "rotate"}
 	acmeKeys        = []string{"domains", "email", "cache_dir", "directory_url", "directory_ca_file", "renew_before"}
 	certificateKeys = []string{"cert_file", "key_file"}
 	adminKeys       = []string{"listen", "pprof", "token_file"}
@@ -221,6 +222,9 @@ func (d *decoder) tls(n *yaml.Node, path, listen string) TLS {
 	optional := hasACME || len(d.opts.Certificates) > 0
 	if hasACME {
 		t.ACME = d.acme(f["acme"], join(path, "acme"))
+	}
+	if v := f["session_tickets"]; v != nil {
+		t.Tickets = d.tickets(v, join(path, "session_tickets"))
 	}
 	if v := f["http_listen"]; v != nil {
 		t.HTTPListen = d.listenAddr(v, join(path, "http_listen"))

@@ -1,8 +1,10 @@
 package config
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	wstls "github.com/wsgate/wsgate/tls"
 	"net"
 	"os"
 	"strings"
@@ -174,4 +176,43 @@ func readSmallFile(name string, limit int64) ([]byte, error) {
 	}
 	data, err := os.ReadFile(name)
 	return data, unwrapPath(err)
+}
+
+// maxTicketSecretFile bounds tls.session_tickets.secret_file's size.
+const maxTicketSecretFile = 4 << 10
+
+// tickets decodes tls.session_tickets.
+func (d *decoder) tickets(n *yaml.Node, path string) wstls.TicketOptions {
+	var t wstls.TicketOptions
+	f, ok := d.fields(n, path, "the session_tickets section", ticketKeys)
+	if !ok {
+		return t
+	}
+	if v := f["disabled"]; v != nil {
+		t.Disabled, _ = d.boolean(v, join(path, "disabled"))
+	}
+	if v := f["rotate"]; v != nil {
+		t.Rotate, _, _ = d.duration(v, join(path, "rotate"))
+		if t.Rotate > wstls.TicketLifetime {
+			d.errorf(d.resolve(v), join(path, "rotate"), "%v is longer than the %v a ticket key is kept; use %v or less", t.Rotate, wstls.TicketLifetime, wstls.TicketLifetime)
+		}
+	}
+	if v := f["secret_file"]; v != nil {
+		key := join(path, "secret_file")
+		s, sn, ok := d.str(v, key, "the path of a file holding the session ticket secret")
+		if !ok {
+			return t
+		}
+		file := d.abs(s)
+		data, err := readSmallFile(file, maxTicketSecretFile)
+		switch {
+		case err != nil:
+			d.errorf(sn, key, "cannot read %q: %v; set secret_file to a readable file (mode 0600) holding at least %d random bytes, such as `openssl rand -base64 48`", file, err, wstls.MinTicketSecret)
+		case len(bytes.TrimSpace(data)) < wstls.MinTicketSecret:
+			d.errorf(sn, key, "%q holds %d bytes; the secret must be at least %d, such as `openssl rand -base64 48`", file, len(bytes.TrimSpace(data)), wstls.MinTicketSecret)
+		default:
+			t.Secret = bytes.TrimSpace(data)
+		}
+	}
+	return t
 }

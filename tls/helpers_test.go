@@ -90,6 +90,11 @@ func writeFile(t testing.TB, path string, data []byte) {
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
+// serverConfig is a bare server config serving tp.
+func (tp testPair) serverConfig(t testing.TB) *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{tp.tlsCert(t)}}
+}
+
 func newTestProvider(t testing.TB, opts Options) *Provider {
 	t.Helper()
 	if opts.Logger == nil {

@@ -67,6 +67,10 @@ type Options struct {
 	// its redirects. 0 or 443 leaves the port out of the URL.
 	HTTPSPort int
 
+	// Tickets control session resumption; the zero value is crypto/tls's
+	// own (on, with keys of this process's). See tickets.go.
+	Tickets TicketOptions
+
 	// Logger receives certificate lifecycle events. nil means
 	// slog.Default().
 	Logger *slog.Logger
@@ -99,6 +103,13 @@ type Provider struct {
 	// before reading them), for Watch.
 	stamps []filestamp.Stamp
 	set    atomic.Pointer[certSet]
+
+	// cfg is the one *tls.Config TLSConfig returns: its session ticket
+	// keys rotate in place (SetSessionTicketKeys).
+	cfg       *tls.Config
+	ticketsMu sync.Mutex    // guards tickets and period
+	tickets   TicketOptions // guarded by ticketsMu
+	period    int64         // of the ticket keys in force; guarded by ticketsMu
 }
 
 // NewProvider loads and checks every certificate in opts. It fails if any
@@ -116,6 +127,9 @@ func NewProvider(opts Options) (*Provider, error) {
 	}
 	if p.logger == nil {
 		p.logger = slog.Default()
+	}
+	if n := len(opts.Tickets.Secret); n > 0 && n < MinTicketSecret {
+		return nil, errShortSecret
 	}
 
 	now := time.Now()
@@ -143,10 +157,15 @@ func NewProvider(opts Options) (*Provider, error) {
 	}
 
 	p.publish(fileEntries, now)
+	p.cfg = p.newTLSConfig()
+	p.tickets = opts.Tickets
+	p.tickets.Secret = append([]byte(nil), opts.Tickets.Secret...)
+	p.period = p.tickets.apply(p.cfg, now)
 	return p, nil
 }
 
-// TLSConfig returns a new server config for p: GetCertificate picks a
+// TLSConfig returns p's server config (the same one each call; do not
+// modify it): GetCertificate picks a
 // certificate by SNI (an exact DNS SAN, then a one-label wildcard such as
 // *.example.com, case-insensitively and ignoring a trailing dot, else the
 // default), the minimum version is TLS 1.2 with only ECDHE AEAD cipher
@@ -164,14 +183,17 @@ func NewProvider(opts Options) (*Provider, error) {
 // Certificates are read through an atomic pointer on every handshake, so
 // Reload takes effect for new handshakes without touching established
 // connections. Each call to GetCertificate returns a distinct
-// *tls.Certificate that the caller may modify.
+// *tls.Certificate that the caller may modify. Sessions resume as
+// Options.Tickets says; with a shared secret, Watch rotates the keys.
 //
 // The caller owns the returned Config. Note that http.Server.ServeTLS and
 // ListenAndServeTLS add "h2" to a copy of NextProtos unless HTTP/2 is
 // disabled on that server (Server.Protocols, or a non-nil empty
 // TLSNextProto); wsgate needs HTTP/1.1 for upgrades, so either serve with
 // tls.NewListener and Server.Serve or disable HTTP/2.
-func (p *Provider) TLSConfig() *tls.Config {
+func (p *Provider) TLSConfig() *tls.Config { return p.cfg }
+
+func (p *Provider) newTLSConfig() *tls.Config {
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		// Only consulted for TLS 1.2; TLS 1.3 suites are not configurable.

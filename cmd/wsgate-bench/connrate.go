@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"context"
 	"time"
 )
@@ -31,31 +32,36 @@ func (b *bench) handshakeLoop(stop, hard context.Context, h *histogram) {
 	fillPayload(buf)
 	for !b.over(stop) {
 		start := time.Now()
-		if err := b.handshakeOnce(hard, buf); err != nil {
+		resumed, err := b.handshakeOnce(hard, buf)
+		if err != nil {
 			if !b.over(stop) {
 				b.fail(err)
 				pause(stop, retryPause)
 			}
 			continue
 		}
-		b.completed(h, time.Since(start))
+		b.completedResumed(h, time.Since(start), resumed)
 	}
 }
 
-func (b *bench) handshakeOnce(hard context.Context, buf []byte) error {
+// handshakeOnce runs one sequence and reports whether its TLS handshake
+// resumed a session.
+func (b *bench) handshakeOnce(hard context.Context, buf []byte) (bool, error) {
 	c, err := b.dialer.dial(hard)
 	if err != nil {
-		return tag(errDial, err)
+		return false, tag(errDial, err)
 	}
+	tc, ok := c.NetConn().(*tls.Conn)
+	resumed := ok && tc.ConnectionState().DidResume
 	release := context.AfterFunc(hard, func() { c.Close() })
 	defer release()
 	if err := echoOnce(c, buf, b.opts.size, 0); err != nil {
 		c.Close()
-		return err
+		return resumed, err
 	}
 	err = closeHandshake(c)
 	// The TCP close itself cannot usefully fail: by now the server may have
 	// closed its side, and the TLS close_notify may meet a reset.
 	c.Close()
-	return err
+	return resumed, err
 }

@@ -59,12 +59,15 @@ type dialer struct {
 // Messages of up to maxSingleFrame bytes go out as one frame each: gorilla
 // otherwise splits a message into frames of its write buffer's size (4 KiB
 // by default), which would make large-message runs measure fragmentation.
-func newDialer(target string, size int, sources []netip.Addr, insecure bool, caFile, serverName string) (*dialer, error) {
+func newDialer(target string, size int, sources []netip.Addr, insecure, resume bool, caFile, serverName string) (*dialer, error) {
 	conf := &tls.Config{
 		MinVersion:         tls.VersionTLS13,
 		CurvePreferences:   []tls.CurveID{tls.X25519},
 		ServerName:         serverName,
 		InsecureSkipVerify: insecure,
+	}
+	if resume {
+		conf.ClientSessionCache = tls.NewLRUClientSessionCache(1024)
 	}
 	if caFile != "" {
 		pem, err := os.ReadFile(caFile)

@@ -89,7 +89,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 	}
-	d, err := newDialer(opts.url, opts.size, opts.sources, opts.insecure, opts.caFile, opts.serverName)
+	d, err := newDialer(opts.url, opts.size, opts.sources, opts.insecure, opts.resume, opts.caFile, opts.serverName)
 	if err != nil {
 		fmt.Fprintf(stderr, "%s: %v\n", name, err)
 		return 1
@@ -134,6 +134,7 @@ type options struct {
 	warmup     time.Duration
 	n          int64
 	insecure   bool
+	resume     bool
 	caFile     string
 	serverName string
 	pids       procSet
@@ -171,6 +172,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	warmup := fs.Duration("warmup", time.Second, "traffic before measuring starts, not counted (not for idle)")
 	n := fs.Int64("n", 0, "connrate: stop after `N` measured handshakes (-duration still caps the run); 0 = run for -duration")
 	insecure := fs.Bool("insecure", false, "do not verify the server certificate")
+	resume := fs.Bool("resume", false, "connrate: resume TLS sessions (the workers share a client session cache), measuring resumed handshakes instead of full ones")
 	caFile := fs.String("ca", "", "trust the PEM CA certificates in `FILE` instead of the system roots")
 	serverName := fs.String("server-name", "", "TLS SNI and verification `name` (default: the URL host)")
 	var pids pidList
@@ -187,7 +189,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 
 	o := options{
 		url: *rawURL, mode: *mode, conns: *conns, size: *size, window: *window,
-		duration: *duration, warmup: *warmup, n: *n, insecure: *insecure, caFile: *caFile,
+		duration: *duration, warmup: *warmup, n: *n, insecure: *insecure, resume: *resume, caFile: *caFile,
 		serverName: *serverName, pids: procSet(pids), json: *jsonOut, label: *label, quiet: *quiet,
 	}
 	var bad []string
@@ -303,6 +305,7 @@ type bench struct {
 	count     atomic.Int64  // units inside the measured window
 	reached   chan struct{} // closed when count reaches -n
 	startNano atomic.Int64  // when the measured window began, for progress
+	resumed   atomic.Int64  // connrate -resume: handshakes that resumed a session
 
 	errs [numErrorKinds]atomic.Int64
 
@@ -342,6 +345,7 @@ func (b *bench) run(ctx context.Context) *Result {
 		b.runThroughput(ctx, res)
 	case modeConnRate:
 		b.runConnRate(ctx, res)
+		res.Resumed = b.resumed.Load()
 	case modeIdle:
 		b.runIdle(ctx, res)
 	}
@@ -378,6 +382,12 @@ func (b *bench) fail(err error) {
 // completed counts one message or handshake, and records its latency in h
 // (if not nil) when it falls inside the measured window.
 func (b *bench) completed(h *histogram, d time.Duration) {
+	b.completedResumed(h, d, false)
+}
+
+// completedResumed is completed for a handshake, saying whether it
+// resumed a TLS session.
+func (b *bench) completedResumed(h *histogram, d time.Duration, resumed bool) {
 	b.total.Add(1)
 	if !b.measuring.Load() {
 		return
@@ -387,6 +397,9 @@ func (b *bench) completed(h *histogram, d time.Duration) {
 		// Finished after -n was reached by another worker: not counted.
 		b.count.Add(-1)
 		return
+	}
+	if resumed {
+		b.resumed.Add(1)
 	}
 	if h != nil {
 		h.record(d)
@@ -630,6 +643,9 @@ func (b *bench) printSummary(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "  %d workers, %d-byte echo, measured %.2fs after %s warm-up\n",
 			r.Conns, r.Size, r.DurationS, b.opts.warmup)
 		fmt.Fprintf(w, "  handshakes    %d  (%.1f/s)\n", r.Handshakes, r.HandshakesPerS)
+		if b.opts.resume {
+			fmt.Fprintf(w, "  resumed       %d of them\n", r.Resumed)
+		}
 	case modeIdle:
 		id := r.Idle
 		fmt.Fprintf(w, "  opened %d of %d (%d failed), held %.2fs\n", id.Opened, id.Target, id.Failed, r.DurationS)

@@ -167,6 +167,17 @@ func TestModes(t *testing.T) {
 			},
 		},
 		{
+			name: "connrate -resume",
+			args: append([]string{"-url", srv.wssURL, "-ca", srv.caFile, "-mode", "connrate", "-c", "2", "-resume"}, short...),
+			check: func(t *testing.T, r Result) {
+				// The warm-up's first handshakes are full; every measured one
+				// resumes a session.
+				if r.Handshakes <= 0 || r.Resumed != r.Handshakes {
+					t.Errorf("handshakes, resumed = %d, %d, want every measured handshake resumed", r.Handshakes, r.Resumed)
+				}
+			},
+		},
+		{
 			name: "connrate -n",
 			args: []string{"-url", srv.wsURL, "-mode", "connrate", "-c", "3", "-n", "25", "-warmup", "0s", "-duration", "5s"},
 			check: func(t *testing.T, r Result) {

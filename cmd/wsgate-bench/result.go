@@ -61,6 +61,8 @@ type Result struct {
 	MBPerS         float64            `json:"mb_per_s,omitempty"`
 	Handshakes     int64              `json:"handshakes,omitempty"`
 	HandshakesPerS float64            `json:"handshakes_per_s,omitempty"`
+	// Resumed counts the handshakes that resumed a TLS session (-resume).
+	Resumed int64 `json:"resumed,omitempty"`
 	Errors         int64              `json:"errors"`
 	Latency        *Latency           `json:"lat_us,omitempty"`
 	Idle           *Idle              `json:"idle,omitempty"`

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"log/slog"
 	"net"
 	"net/http"
@@ -23,7 +24,7 @@ const (
 
 // tlsOptions are the TLS provider's options for cfg.
 func tlsOptions(cfg *config.Config, log *slog.Logger) wstls.Options {
-	opts := wstls.Options{Files: cfg.TLS.Certificates, Certs: cfg.TLS.Certs, ACME: cfg.TLS.ACME, Logger: log}
+	opts := wstls.Options{Files: cfg.TLS.Certificates, Certs: cfg.TLS.Certs, ACME: cfg.TLS.ACME, Tickets: cfg.TLS.Tickets, Logger: log}
 	if _, port, err := net.SplitHostPort(cfg.Listen); err == nil {
 		opts.HTTPSPort, _ = strconv.Atoi(port)
 	}
@@ -55,4 +56,18 @@ func (g *gateway) keepRestartOnlyTLS(cfg *config.Config) {
 		g.log.Warn("tls.acme and tls.http_listen change only on restart; kept the running ones")
 	}
 	cfg.TLS.ACME, cfg.TLS.HTTPListen = g.cfg.TLS.ACME, g.cfg.TLS.HTTPListen
+	// Session tickets: a new secret or rotation applies now; turning them
+	// on or off needs a start (crypto/tls reads that once).
+	if cfg.TLS.Tickets.Disabled != g.cfg.TLS.Tickets.Disabled {
+		g.log.Warn("tls.session_tickets.disabled changes only on restart; kept the running one")
+		cfg.TLS.Tickets.Disabled = g.cfg.TLS.Tickets.Disabled
+	}
+	if !bytes.Equal(cfg.TLS.Tickets.Secret, g.cfg.TLS.Tickets.Secret) || cfg.TLS.Tickets.Rotate != g.cfg.TLS.Tickets.Rotate {
+		if err := g.certs.SetTickets(cfg.TLS.Tickets); err != nil {
+			g.log.Error("session ticket secret rejected; the old one stays", slog.Any("err", err))
+			cfg.TLS.Tickets = g.cfg.TLS.Tickets
+		} else {
+			g.log.Info("session ticket keys changed", slog.Bool("shared_secret", len(cfg.TLS.Tickets.Secret) > 0))
+		}
+	}
 }

@@ -2,9 +2,12 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -430,4 +433,63 @@ func TestReloadAppliesLimits(t *testing.T) {
 	}
 	// The connections held before the reload are untouched.
 	echo(t, held, "still here")
+}
+
+// Two wsgate processes given one session ticket secret resume each
+// other's TLS sessions; a process without it does not.
+func TestSessionTicketsAcrossProcesses(t *testing.T) {
+	_, a := startBackend(t, "a")
+	secret := filepath.Join(t.TempDir(), "ticket-secret")
+	if err := os.WriteFile(secret, []byte("0123456789abcdef0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withSecret := func() *gate {
+		g := startGateWith(t, gateConfig{backends: []string{a}})
+		// The TLS section is the harness's; add the tickets to it.
+		b, err := os.ReadFile(g.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf := strings.Replace(string(b), "tls:\n", "tls:\n  session_tickets:\n    secret_file: "+secret+"\n", 1)
+		if err := os.WriteFile(g.path, []byte(conf), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		g.Signal(syscall.SIGHUP)
+		waitFor(t, "the ticket secret", func() bool { return strings.Contains(g.Stderr.String(), "session ticket keys changed") })
+		return g
+	}
+	g1, g2 := withSecret(), withSecret()
+	plain := startGate(t, []string{a}, "")
+	// Each harness process has its own certificate; the client trusts all
+	// of them (it re-checks a session's certificate when it resumes).
+	pool := x509.NewCertPool()
+	for _, g := range []*gate{g1, g2, plain} {
+		pem, err := os.ReadFile(g.certFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pool.AppendCertsFromPEM(pem)
+	}
+	resumed := func(first, second *gate) bool {
+		cache := tls.NewLRUClientSessionCache(8)
+		d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost", ClientSessionCache: cache}, HandshakeTimeout: 5 * time.Second}
+		c, _, err := d.Dial("wss://"+first.proxyAddr+"/ws", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		echo(t, c, "take the ticket")
+		c.Close()
+		c2, _, err := d.Dial("wss://"+second.proxyAddr+"/ws", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c2.Close()
+		return c2.NetConn().(*tls.Conn).ConnectionState().DidResume
+	}
+	if !resumed(g1, g2) {
+		t.Error("a session from one process did not resume on another with the same ticket secret")
+	}
+	if resumed(g1, plain) {
+		t.Error("a session resumed on a process without the ticket secret")
+	}
 }
