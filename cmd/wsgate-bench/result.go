@@ -49,27 +49,27 @@ package main
 //	go_version        the Go version wsgate-bench was built with
 //	started_at        when the run started, RFC 3339
 type Result struct {
-	Label          string             `json:"label"`
-	Mode           string             `json:"mode"`
-	URL            string             `json:"url"`
-	Conns          int                `json:"conns"`
-	Size           int                `json:"size"`
-	Window         int                `json:"window,omitempty"`
-	DurationS      float64            `json:"duration_s"`
-	Messages       int64              `json:"messages,omitempty"`
-	MsgsPerS       float64            `json:"msgs_per_s,omitempty"`
-	MBPerS         float64            `json:"mb_per_s,omitempty"`
-	Handshakes     int64              `json:"handshakes,omitempty"`
-	HandshakesPerS float64            `json:"handshakes_per_s,omitempty"`
+	Label          string  `json:"label"`
+	Mode           string  `json:"mode"`
+	URL            string  `json:"url"`
+	Conns          int     `json:"conns"`
+	Size           int     `json:"size"`
+	Window         int     `json:"window,omitempty"`
+	DurationS      float64 `json:"duration_s"`
+	Messages       int64   `json:"messages,omitempty"`
+	MsgsPerS       float64 `json:"msgs_per_s,omitempty"`
+	MBPerS         float64 `json:"mb_per_s,omitempty"`
+	Handshakes     int64   `json:"handshakes,omitempty"`
+	HandshakesPerS float64 `json:"handshakes_per_s,omitempty"`
 	// Resumed counts the handshakes that resumed a TLS session (-resume).
-	Resumed int64 `json:"resumed,omitempty"`
-	Errors         int64              `json:"errors"`
-	Latency        *Latency           `json:"lat_us,omitempty"`
-	Idle           *Idle              `json:"idle,omitempty"`
-	Proc           *Proc              `json:"proc,omitempty"`
-	StealPct       map[string]float64 `json:"steal_pct,omitempty"`
-	GoVersion      string             `json:"go_version"`
-	StartedAt      string             `json:"started_at"`
+	Resumed   int64              `json:"resumed,omitempty"`
+	Errors    int64              `json:"errors"`
+	Latency   *Latency           `json:"lat_us,omitempty"`
+	Idle      *Idle              `json:"idle,omitempty"`
+	Proc      *Proc              `json:"proc,omitempty"`
+	StealPct  map[string]float64 `json:"steal_pct,omitempty"`
+	GoVersion string             `json:"go_version"`
+	StartedAt string             `json:"started_at"`
 }
 
 // Latency holds latency percentiles in microseconds.
