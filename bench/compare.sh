@@ -7,7 +7,12 @@
 #   bench/compare.sh [-runs 3] [-duration 10s] [-warmup 1s]
 #                    [-scenarios rtt64,rtt16k,throughput16k,connrate,idle]
 #                    [-proxies wsgate,haproxy,nginx,caddy,direct]
+#                    [-ping-interval 5s]
 #                    [-idle-conns 9900] [-idle-hold 5s] [-out bench/results/DATE]
+#
+# wsgate-pings is wsgate with tunnels.ping_interval set to -ping-interval
+# (not in the default list): "-proxies wsgate,wsgate-pings -scenarios idle
+# -idle-hold 20s" shows what the proxy's pings cost an idle connection.
 #
 # Quick smoke test (a few minutes):
 #
@@ -23,7 +28,7 @@
 set -euo pipefail
 
 usage() {
-	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 runs=3
@@ -33,6 +38,7 @@ scenarios=rtt64,rtt16k,throughput16k,connrate,idle
 proxies=wsgate,haproxy,nginx,caddy,direct
 idle_conns=9900
 idle_hold=5s
+ping_interval=5s
 out=""
 
 while (($# > 0)); do
@@ -43,7 +49,7 @@ while (($# > 0)); do
 		usage
 		exit 0
 		;;
-	runs | duration | warmup | scenarios | proxies | idle-conns | idle-hold | out)
+	runs | duration | warmup | scenarios | proxies | idle-conns | idle-hold | ping-interval | out)
 		if (($# < 2)); then
 			echo "compare.sh: $1 needs a value" >&2
 			exit 2
@@ -56,6 +62,7 @@ while (($# > 0)); do
 		proxies) proxies=$2 ;;
 		idle-conns) idle_conns=$2 ;;
 		idle-hold) idle_hold=$2 ;;
+		ping-interval) ping_interval=$2 ;;
 		out) out=$2 ;;
 		esac
 		shift 2
@@ -86,8 +93,8 @@ for s in "${scenario_list[@]}"; do
 done
 for p in "${proxy_list[@]}"; do
 	case $p in
-	wsgate | haproxy | nginx | caddy | direct) ;;
-	*) die "-proxies: unknown proxy $p; valid: wsgate, haproxy, nginx, caddy, direct" ;;
+	wsgate | wsgate-pings | haproxy | nginx | caddy | direct) ;;
+	*) die "-proxies: unknown proxy $p; valid: wsgate, wsgate-pings, haproxy, nginx, caddy, direct" ;;
 	esac
 done
 
@@ -235,7 +242,7 @@ combined=$out/certs/combined.pem
 	echo "## Machine and versions"
 	echo
 	echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-	echo "- command: \`bench/compare.sh -runs $runs -duration $duration -warmup $warmup -scenarios $scenarios -proxies $proxies -idle-conns $idle_conns -idle-hold $idle_hold\`"
+	echo "- command: \`bench/compare.sh -runs $runs -duration $duration -warmup $warmup -scenarios $scenarios -proxies $proxies -idle-conns $idle_conns -idle-hold $idle_hold -ping-interval $ping_interval\`"
 	echo "- CPU: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), nproc $(nproc); proxies pinned to CPU 0, backends and load generator to CPU 1"
 	echo "- kernel: $(uname -srm)"
 	echo "- Go: $(go version | cut -d' ' -f3-)"
@@ -305,6 +312,11 @@ start_proxy() {
 		;;
 	wsgate)
 		render wsgate.yaml.tmpl "$rundir/wsgate.yaml"
+		GOMAXPROCS=1 taskset -c 0 "$bin/wsgate" run -config "$rundir/wsgate.yaml" -log-level warn >>"$plog" 2>&1 &
+		;;
+	wsgate-pings)
+		render wsgate.yaml.tmpl "$rundir/wsgate.yaml"
+		printf 'tunnels:\n  ping_interval: %s\n' "$ping_interval" >>"$rundir/wsgate.yaml"
 		GOMAXPROCS=1 taskset -c 0 "$bin/wsgate" run -config "$rundir/wsgate.yaml" -log-level warn >>"$plog" 2>&1 &
 		;;
 	haproxy)
