@@ -23,6 +23,17 @@ import (
 // detector when the C toolchain allows it, and returns the binaries' paths
 // in the same order.
 func Build(dir string, pkgs ...string) ([]string, error) {
+	return build(dir, true, pkgs)
+}
+
+// BuildPlain is Build without the race detector: the binaries as users
+// run them, for tests that measure a process's memory (the race runtime's
+// shadow memory grows with the heap and is never given back).
+func BuildPlain(dir string, pkgs ...string) ([]string, error) {
+	return build(dir, false, pkgs)
+}
+
+func build(dir string, race bool, pkgs []string) ([]string, error) {
 	bins := make([]string, len(pkgs))
 	for i, pkg := range pkgs {
 		name := filepath.Base(pkg)
@@ -34,16 +45,24 @@ func Build(dir string, pkgs ...string) ([]string, error) {
 			name = filepath.Base(wd)
 		}
 		bins[i] = filepath.Join(dir, name)
-		out, err := exec.Command("go", "build", "-race", "-o", bins[i], pkg).CombinedOutput()
-		if err != nil {
+		out, err := goBuild(bins[i], pkg, race)
+		if err != nil && race {
 			// Without cgo there is no race runtime: build without it.
-			out, err = exec.Command("go", "build", "-o", bins[i], pkg).CombinedOutput()
+			out, err = goBuild(bins[i], pkg, false)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 		}
 	}
 	return bins, nil
+}
+
+func goBuild(bin, pkg string, race bool) ([]byte, error) {
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
+	}
+	return exec.Command("go", append(args, pkg)...).CombinedOutput()
 }
 
 // SyncBuffer is a bytes.Buffer safe to read while a process writes to it.
@@ -225,6 +244,16 @@ func (p *Proc) Signal(sig os.Signal) {
 	p.t.Helper()
 	if err := p.Cmd.Process.Signal(sig); err != nil {
 		p.t.Fatal(err)
+	}
+}
+
+// Running reports whether the process has not exited (yet).
+func (p *Proc) Running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
 	}
 }
 
