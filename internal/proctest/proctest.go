@@ -136,15 +136,7 @@ func StartShared(t testing.TB, dir, bin string, args ...string) *Proc {
 	go tail(outPath, p.lines, stopTail)
 	t.Cleanup(func() {
 		close(stopTail)
-		select {
-		case <-p.done:
-		default:
-			_ = p.Cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s stderr:\n%s", filepath.Base(bin), p.Stderr.String())
-		}
+		p.end(t, bin)
 	})
 	return p
 }
@@ -206,18 +198,28 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 		p.err = p.Cmd.Wait()
 		close(p.done)
 	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.Cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s stderr:\n%s", filepath.Base(bin), p.Stderr.String())
-		}
-	})
+	t.Cleanup(func() { p.end(t, bin) })
 	return p
+}
+
+// end kills the process if it still runs and waits for it. It fails the
+// test if the race detector reported a data race in the process: a
+// race-built binary exits 66 after a race only when it exits by itself,
+// and one that a cleanup kills never does. It logs the process's stderr
+// if the test failed.
+func (p *Proc) end(t testing.TB, bin string) {
+	select {
+	case <-p.done:
+	default:
+		_ = p.Cmd.Process.Kill()
+		<-p.done
+	}
+	if strings.Contains(p.Stderr.String(), "WARNING: DATA RACE") {
+		t.Errorf("%s reported a data race (its stderr follows)", filepath.Base(bin))
+	}
+	if t.Failed() {
+		t.Logf("%s stderr:\n%s", filepath.Base(bin), p.Stderr.String())
+	}
 }
 
 // WaitLine returns the rest of the first stdout line that starts with
