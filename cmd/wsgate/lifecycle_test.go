@@ -139,8 +139,7 @@ func TestKillBackendUnderLoad(t *testing.T) {
 	waitFor(t, "more dials while a is down", func() bool { return dials.Load() > 100 })
 
 	// Restart a on the same address: healthy after healthy_threshold probes.
-	restarted := start(t, backendBin, "-listen", addrOf["a"], "-id", "a2")
-	restarted.WaitLine("listening on")
+	startBackendAt(t, "a2", addrOf["a"])
 	up := time.Now()
 	waitFor(t, "a to be healthy again", func() bool { return backendState(t, g, addrOf["a"]).State == "healthy" })
 	t.Logf("a healthy again %v after restart", time.Since(up))
@@ -178,10 +177,14 @@ type toggleBackend struct {
 	mu       sync.Mutex
 	conns    []*websocket.Conn
 	upgrader websocket.Upgrader
+
+	// floodEnds receives, as each /flood connection's reader ends, the
+	// close code it received (-1: it ended without a close frame).
+	floodEnds chan int
 }
 
 func newToggleBackend(t *testing.T, id string) *toggleBackend {
-	tb := &toggleBackend{id: id, upgrader: websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}}
+	tb := &toggleBackend{id: id, floodEnds: make(chan int, 16), upgrader: websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}}
 	tb.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/healthz" {
 			if tb.failing.Load() {
@@ -204,6 +207,14 @@ func newToggleBackend(t *testing.T, id string) *toggleBackend {
 			go func() {
 				for {
 					if _, _, err := c.NextReader(); err != nil {
+						code := -1
+						if ce, ok := err.(*websocket.CloseError); ok {
+							code = ce.Code
+						}
+						select {
+						case tb.floodEnds <- code:
+						default: // nobody asked
+						}
 						return
 					}
 				}

@@ -98,11 +98,14 @@ type gate struct {
 
 // gateConfig is what a test varies in the config file.
 type gateConfig struct {
+	bin           string   // the wsgate binary; "" is wsgateBin
 	listen, admin string   // the listeners' addresses; "" is 127.0.0.1:0
 	backends      []string // none: no backends key
 	discover      string   // the pool's discover block, indented for it, or ""
 	health        string   // the pool's health_check block, indented for it, or ""
 	pool          string   // more keys of the pool, indented for it
+	pools         string   // more pools after app, indented as items of pools
+	routes        string   // more routes after app's, indented as items of routes
 	adminKeys     string   // more admin keys, indented for the admin block
 	extra         string   // more top-level YAML
 	args          []string // more arguments of wsgate run
@@ -122,7 +125,9 @@ func (g *gate) writeConfig(t *testing.T, gc gateConfig) {
 	b.WriteString(gc.discover)
 	b.WriteString(gc.health)
 	b.WriteString(gc.pool)
+	b.WriteString(gc.pools)
 	b.WriteString("routes:\n  - pool: app\n")
+	b.WriteString(gc.routes)
 	b.WriteString(gc.extra)
 	if err := os.WriteFile(g.path, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
@@ -140,7 +145,7 @@ func startGateWith(t *testing.T, gc gateConfig) *gate {
 	g := &gate{path: filepath.Join(dir, "wsgate.yaml")}
 	g.certFile, g.keyFile, g.roots = tlsFiles(t, dir)
 	g.writeConfig(t, gc)
-	g.proc = start(t, wsgateBin, append([]string{"run", "-config", g.path}, gc.args...)...)
+	g.proc = start(t, cmp.Or(gc.bin, wsgateBin), append([]string{"run", "-config", g.path}, gc.args...)...)
 	g.proxyAddr = strings.TrimPrefix(g.WaitLine("wsgate: proxy listening on"), "https://")
 	g.adminURL = g.WaitLine("wsgate: admin listening on")
 	return g

@@ -23,6 +23,17 @@ import (
 // detector when the C toolchain allows it, and returns the binaries' paths
 // in the same order.
 func Build(dir string, pkgs ...string) ([]string, error) {
+	return build(dir, true, pkgs)
+}
+
+// BuildPlain is Build without the race detector: the binaries as users
+// run them, for tests that measure a process's memory (the race runtime's
+// shadow memory grows with the heap and is never given back).
+func BuildPlain(dir string, pkgs ...string) ([]string, error) {
+	return build(dir, false, pkgs)
+}
+
+func build(dir string, race bool, pkgs []string) ([]string, error) {
 	bins := make([]string, len(pkgs))
 	for i, pkg := range pkgs {
 		name := filepath.Base(pkg)
@@ -34,16 +45,24 @@ func Build(dir string, pkgs ...string) ([]string, error) {
 			name = filepath.Base(wd)
 		}
 		bins[i] = filepath.Join(dir, name)
-		out, err := exec.Command("go", "build", "-race", "-o", bins[i], pkg).CombinedOutput()
-		if err != nil {
+		out, err := goBuild(bins[i], pkg, race)
+		if err != nil && race {
 			// Without cgo there is no race runtime: build without it.
-			out, err = exec.Command("go", "build", "-o", bins[i], pkg).CombinedOutput()
+			out, err = goBuild(bins[i], pkg, false)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 		}
 	}
 	return bins, nil
+}
+
+func goBuild(bin, pkg string, race bool) ([]byte, error) {
+	args := []string{"build", "-o", bin}
+	if race {
+		args = append(args, "-race")
+	}
+	return exec.Command("go", append(args, pkg)...).CombinedOutput()
 }
 
 // SyncBuffer is a bytes.Buffer safe to read while a process writes to it.
@@ -117,15 +136,7 @@ func StartShared(t testing.TB, dir, bin string, args ...string) *Proc {
 	go tail(outPath, p.lines, stopTail)
 	t.Cleanup(func() {
 		close(stopTail)
-		select {
-		case <-p.done:
-		default:
-			_ = p.Cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s stderr:\n%s", filepath.Base(bin), p.Stderr.String())
-		}
+		p.end(t, bin)
 	})
 	return p
 }
@@ -187,18 +198,28 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 		p.err = p.Cmd.Wait()
 		close(p.done)
 	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = p.Cmd.Process.Kill()
-			<-p.done
-		}
-		if t.Failed() {
-			t.Logf("%s stderr:\n%s", filepath.Base(bin), p.Stderr.String())
-		}
-	})
+	t.Cleanup(func() { p.end(t, bin) })
 	return p
+}
+
+// end kills the process if it still runs and waits for it. It fails the
+// test if the race detector reported a data race in the process: a
+// race-built binary exits 66 after a race only when it exits by itself,
+// and one that a cleanup kills never does. It logs the process's stderr
+// if the test failed.
+func (p *Proc) end(t testing.TB, bin string) {
+	select {
+	case <-p.done:
+	default:
+		_ = p.Cmd.Process.Kill()
+		<-p.done
+	}
+	if strings.Contains(p.Stderr.String(), "WARNING: DATA RACE") {
+		t.Errorf("%s reported a data race (its stderr follows)", filepath.Base(bin))
+	}
+	if t.Failed() {
+		t.Logf("%s stderr:\n%s", filepath.Base(bin), p.Stderr.String())
+	}
 }
 
 // WaitLine returns the rest of the first stdout line that starts with
@@ -225,6 +246,16 @@ func (p *Proc) Signal(sig os.Signal) {
 	p.t.Helper()
 	if err := p.Cmd.Process.Signal(sig); err != nil {
 		p.t.Fatal(err)
+	}
+}
+
+// Running reports whether the process has not exited (yet).
+func (p *Proc) Running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
 	}
 }
 
