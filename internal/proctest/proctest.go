@@ -123,6 +123,7 @@ func StartShared(t testing.TB, dir, bin string, args ...string) *Proc {
 	p := &Proc{t: t, Cmd: exec.Command(bin, args...), Stderr: fileOutput{errPath}, lines: make(chan string, 100), done: make(chan struct{})}
 	p.Cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
 	p.Cmd.Stdout, p.Cmd.Stderr = out, errf
+	dieWithTest(p.Cmd)
 	if err := p.Cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -180,6 +181,7 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 	// makes the process exit 66, which exit-code checks catch.
 	p.Cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
 	p.Cmd.Stderr = stderr
+	dieWithTest(p.Cmd)
 	out, err := p.Cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
