@@ -18,8 +18,11 @@ import (
 	"github.com/gorilla/websocket"
 )
 
-// fastHealth is a pool health check quick enough for tests.
-const fastHealth = "    health_check:\n      interval: 200ms\n      timeout: 100ms\n      healthy_threshold: 2\n      unhealthy_threshold: 2\n"
+// fastHealth is a pool health check quick enough for tests. A killed
+// backend refuses the probe at once, so the timeout only matters for a
+// live one: 200ms keeps a busy CI machine from marking healthy backends
+// down (100ms did, under the chaos tests' load).
+const fastHealth = "    health_check:\n      interval: 200ms\n      timeout: 200ms\n      healthy_threshold: 2\n      unhealthy_threshold: 2\n"
 
 // backendState returns the admin API's view of the backend at addr.
 func backendState(t *testing.T, g *gate, addr string) backendStatus {
