@@ -300,6 +300,7 @@ func (l *Listener) handshake(raw net.Conn) {
 		tc := tls.Server(cc, l.tls)
 		if err := tc.HandshakeContext(context.Background()); err != nil {
 			reason := handshakeReason(err)
+			answerPlainHTTP(err)
 			l.obs.Refused(&RefusalEvent{Reason: reason, TLS: true, RemoteAddr: cc.RemoteAddr().String()})
 			// Scanners make these all day: counted in the metrics, logged
 			// at debug (as NGINX logs them at info, below its default).
@@ -364,6 +365,28 @@ func (r *rateLog) log(l *slog.Logger, level slog.Level, msg string, attrs ...slo
 		attrs = append(attrs, slog.Int("suppressed", missed))
 	}
 	l.LogAttrs(context.Background(), level, msg, attrs...)
+}
+
+// answerPlainHTTP tells a client that sent plain HTTP to the TLS port
+// what it did wrong, as net/http's TLS server does, instead of closing
+// without a word. The write is bounded by the handshake deadline, which
+// is still set.
+func answerPlainHTTP(err error) {
+	var rh tls.RecordHeaderError
+	if !errors.As(err, &rh) || rh.Conn == nil || !looksLikeHTTP(rh.RecordHeader) {
+		return
+	}
+	_, _ = io.WriteString(rh.Conn, "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")
+}
+
+// looksLikeHTTP reports whether the five bytes crypto/tls took for a
+// record header are the start of an HTTP/1 request.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "CONNE", "PATCH", "TRACE":
+		return true
+	}
+	return false
 }
 
 // handshakeReason classifies a failed TLS handshake for

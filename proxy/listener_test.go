@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/netip"
 	"strings"
 	"testing"
@@ -192,7 +193,25 @@ func TestHandshakeFailuresAreCounted(t *testing.T) {
 			}
 			defer c.Close()
 			_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-			_, _ = io.Copy(io.Discard, c) // the proxy closes it
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("plain HTTP on the TLS port: no HTTP answer: %v", err)
+			}
+			body, _ := io.ReadAll(resp.Body) // to the close
+			if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "HTTPS") {
+				t.Errorf("plain HTTP on the TLS port: %s %q, want 400 naming HTTPS", resp.Status, body)
+			}
+		}, HandshakeNotTLS},
+		{"garbage on the TLS port", func(t *testing.T, addr string) {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			_, _ = io.WriteString(c, "\x00\x01garbage\r\n\r\n")
+			if b, _ := io.ReadAll(c); len(b) != 0 { // the proxy closes it
+				t.Errorf("garbage on the TLS port got %q, want nothing", b)
+			}
 		}, HandshakeNotTLS},
 		{"silent client", func(t *testing.T, addr string) {
 			c, err := net.Dial("tcp", addr)

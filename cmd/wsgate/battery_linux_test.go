@@ -377,7 +377,8 @@ func sendRawAll(t *testing.T, g *gate, cases []rawCase) {
 	}
 }
 
-// notTLS: random bytes and plain HTTP on the TLS port are closed.
+// notTLS: random bytes and plain HTTP on the TLS port are closed (plain
+// HTTP after a 400 that names the mistake).
 func notTLS(t *testing.T, g *gate) {
 	garbage := make([]byte, 4096)
 	_, _ = rand.NewChaCha8([32]byte{'w', 's', 'g', 'a', 't', 'e'}).Read(garbage)
