@@ -30,7 +30,9 @@
 //	wsgate_discovery_errors_total{pool}                counter  lookups that got no answer; the last one stayed
 //	wsgate_discovery_empty_total{pool}                 counter  lookups that found no address; the last answer stayed
 //
-// plus the Go runtime (go_*) and process (process_*) collectors.
+// plus the Go runtime (go_*, with the scheduler's runtime metrics:
+// go_sched_latencies_seconds, go_sched_pauses_*) and process (process_*)
+// collectors.
 //
 // Label values are bounded: pools and backends come from the
 // configuration (or a pool's DNS answers, whose vanished addresses leave

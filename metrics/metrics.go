@@ -205,7 +205,11 @@ func New(opts Options) *Metrics {
 		m.upgrades, m.upgradeSeconds, m.tunnelSeconds, m.closes, m.healthChecks,
 		m.tlsErrors, m.limited, m.reloads, m.dnsErrors, m.dnsEmpty,
 		stateCollector{m},
-		collectors.NewGoCollector(),
+		// The scheduler's runtime metrics besides the classic go_*:
+		// go_sched_latencies_seconds (how long goroutines waited to run,
+		// the first place to look when tail latency grows) and the
+		// stop-the-world pauses, GC's among them.
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(collectors.MetricsScheduler)),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	m.sync()

@@ -114,6 +114,26 @@ func TestCodeLabel(t *testing.T) {
 	}
 }
 
+// The scheduler's runtime metrics are there for tail-latency work.
+func TestSchedulerMetrics(t *testing.T) {
+	m, _, _ := newMetrics(t)
+	mfs, err := m.Gatherer().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"go_sched_latencies_seconds": false, "go_sched_pauses_total_gc_seconds": false, "go_goroutines": false}
+	for _, mf := range mfs {
+		if _, ok := want[mf.GetName()]; ok {
+			want[mf.GetName()] = true
+		}
+	}
+	for name, found := range want {
+		if !found {
+			t.Errorf("%s missing from the scrape", name)
+		}
+	}
+}
+
 func TestSeriesExistFromTheStart(t *testing.T) {
 	m, _, _ := newMetrics(t)
 	upgrades := gather(t, m, "wsgate_upgrades_total")
