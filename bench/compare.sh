@@ -7,12 +7,15 @@
 #   bench/compare.sh [-runs 3] [-duration 10s] [-warmup 1s]
 #                    [-scenarios rtt64,rtt16k,throughput16k,connrate,idle]
 #                    [-proxies wsgate,haproxy,nginx,caddy,direct]
-#                    [-ping-interval 5s]
+#                    [-ping-interval 5s] [-base-bin PATH]
 #                    [-idle-conns 9900] [-idle-hold 5s] [-out bench/results/DATE]
 #
 # wsgate-pings is wsgate with tunnels.ping_interval set to -ping-interval
 # (not in the default list): "-proxies wsgate,wsgate-pings -scenarios idle
 # -idle-hold 20s" shows what the proxy's pings cost an idle connection.
+# wsgate-base is another wsgate build, -base-bin, run with the same
+# config: "-proxies wsgate,wsgate-base -base-bin /tmp/old/wsgate" is an A/B
+# of two commits, alternating on the same backends.
 #
 # Quick smoke test (a few minutes):
 #
@@ -28,7 +31,7 @@
 set -euo pipefail
 
 usage() {
-	sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 runs=3
@@ -39,6 +42,7 @@ proxies=wsgate,haproxy,nginx,caddy,direct
 idle_conns=9900
 idle_hold=5s
 ping_interval=5s
+base_bin=""
 out=""
 
 while (($# > 0)); do
@@ -49,7 +53,7 @@ while (($# > 0)); do
 		usage
 		exit 0
 		;;
-	runs | duration | warmup | scenarios | proxies | idle-conns | idle-hold | ping-interval | out)
+	runs | duration | warmup | scenarios | proxies | idle-conns | idle-hold | ping-interval | base-bin | out)
 		if (($# < 2)); then
 			echo "compare.sh: $1 needs a value" >&2
 			exit 2
@@ -63,6 +67,7 @@ while (($# > 0)); do
 		idle-conns) idle_conns=$2 ;;
 		idle-hold) idle_hold=$2 ;;
 		ping-interval) ping_interval=$2 ;;
+		base-bin) base_bin=$2 ;;
 		out) out=$2 ;;
 		esac
 		shift 2
@@ -94,7 +99,12 @@ done
 for p in "${proxy_list[@]}"; do
 	case $p in
 	wsgate | wsgate-pings | haproxy | nginx | caddy | direct) ;;
-	*) die "-proxies: unknown proxy $p; valid: wsgate, wsgate-pings, haproxy, nginx, caddy, direct" ;;
+	wsgate-base)
+		[[ -n $base_bin ]] || die "-proxies wsgate-base needs -base-bin PATH, the other wsgate build"
+		[[ -x $base_bin ]] || die "-base-bin $base_bin: not an executable file"
+		base_bin=$(cd "$(dirname "$base_bin")" && pwd)/$(basename "$base_bin")
+		;;
+	*) die "-proxies: unknown proxy $p; valid: wsgate, wsgate-pings, wsgate-base, haproxy, nginx, caddy, direct" ;;
 	esac
 done
 
@@ -242,11 +252,12 @@ combined=$out/certs/combined.pem
 	echo "## Machine and versions"
 	echo
 	echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-	echo "- command: \`bench/compare.sh -runs $runs -duration $duration -warmup $warmup -scenarios $scenarios -proxies $proxies -idle-conns $idle_conns -idle-hold $idle_hold -ping-interval $ping_interval\`"
+	echo "- command: \`bench/compare.sh -runs $runs -duration $duration -warmup $warmup -scenarios $scenarios -proxies $proxies -idle-conns $idle_conns -idle-hold $idle_hold -ping-interval $ping_interval${base_bin:+ -base-bin $base_bin}\`"
 	echo "- CPU: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), nproc $(nproc); proxies pinned to CPU 0, backends and load generator to CPU 1"
 	echo "- kernel: $(uname -srm)"
 	echo "- Go: $(go version | cut -d' ' -f3-)"
 	echo "- wsgate: $("$bin/wsgate" version 2>&1 | head -n1)"
+	[[ -n $base_bin ]] && echo "- wsgate-base ($base_bin): $("$base_bin" version 2>&1 | head -n1)"
 	for p in "${proxy_list[@]}"; do
 		case $p in
 		haproxy) echo "- HAProxy: $(haproxy -v 2>&1 | head -n1)" ;;
@@ -313,6 +324,10 @@ start_proxy() {
 	wsgate)
 		render wsgate.yaml.tmpl "$rundir/wsgate.yaml"
 		GOMAXPROCS=1 taskset -c 0 "$bin/wsgate" run -config "$rundir/wsgate.yaml" -log-level warn >>"$plog" 2>&1 &
+		;;
+	wsgate-base)
+		render wsgate.yaml.tmpl "$rundir/wsgate.yaml"
+		GOMAXPROCS=1 taskset -c 0 "$base_bin" run -config "$rundir/wsgate.yaml" -log-level warn >>"$plog" 2>&1 &
 		;;
 	wsgate-pings)
 		render wsgate.yaml.tmpl "$rundir/wsgate.yaml"
