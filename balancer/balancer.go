@@ -71,6 +71,8 @@ type counter struct {
 	// retired is set once rebuild has dropped the counter from the map: a
 	// connection counted here would be lost (see Acquire).
 	retired atomic.Bool
+	// report is the backend's last reported load, if any (see load).
+	report reportedLoad
 
 	// Guarded by Balancer.mu; Acquire never reads them. available says
 	// whether the backend was available in the last snapshot, and since
@@ -96,18 +98,8 @@ type member struct {
 // behaves the same as maxBaseWeight.
 const maxWeight = 1<<31 - 1
 
-// load is the one figure policies compare (per unit of weight, through
-// Candidates.Load): the connections this process holds to the backend,
-// upgrades being set up included. It is in [0, 2^32).
-//
-// It is the seam for backend-reported load (a health-check response's
-// X-Backend-Connections: N, the backend's connections from every proxy):
-// with each such probe, store in the counter base = N - active, and return
-// active + base here, which is N plus the connections this process opened
-// to the backend since the probe minus those it closed, kept in [0, 2^32)
-// (a backend may report anything). The policies only see load, so none of
-// them changes.
-func (m *member) load() int64 { return m.c.active.Load() + m.c.inherited.Load() }
+// load is the figure policies compare for the member (see counter.load).
+func (m *member) load() int64 { return m.c.load() }
 
 type snapshot struct {
 	pools map[string]poolSnapshot
@@ -352,11 +344,16 @@ func (b *Balancer) Held() map[registry.ID]int64 {
 // Counts returns the active and total connection counts of a backend; zero
 // for one the balancer has never seen.
 func (b *Balancer) Counts(id registry.ID) (active, total int64) {
-	b.mu.Lock()
-	c := b.counters[id]
-	b.mu.Unlock()
+	c := b.counter(id)
 	if c == nil {
 		return 0, 0
 	}
 	return c.active.Load(), c.total.Load()
+}
+
+// counter returns the counter of backend id, or nil if it has none.
+func (b *Balancer) counter(id registry.ID) *counter {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.counters[id]
 }

@@ -212,7 +212,12 @@ func TestRunFollowsRegistry(t *testing.T) {
 	waitFor(t, "draining backend to leave the snapshot", func() bool { return len(b.snap.Load().pools["app"].members) == 1 })
 }
 
-func BenchmarkAcquire(b *testing.B) {
+func BenchmarkAcquire(b *testing.B) { benchmarkAcquire(b, nil) }
+
+// benchmarkAcquire measures Acquire and Release in parallel over pools of
+// 3, 100 and 1000 backends under each policy; setup, if not nil, prepares
+// the balancer of n backends first.
+func benchmarkAcquire(b *testing.B, setup func(bal *Balancer, n int)) {
 	for _, policy := range []string{PolicyLeastConnections, PolicyPowerOfTwo} {
 		for _, n := range []int{3, 100, 1000} {
 			b.Run(fmt.Sprintf("%s/backends=%d", policy, n), func(b *testing.B) {
@@ -221,6 +226,9 @@ func BenchmarkAcquire(b *testing.B) {
 					weights[i] = 1
 				}
 				bal, _ := newBalancer(b, Options{}, withPolicy(pool("app", weights...), policy))
+				if setup != nil {
+					setup(bal, n)
+				}
 				b.ReportAllocs()
 				b.ResetTimer() // the registry and snapshot are not what is measured
 				b.RunParallel(func(pb *testing.PB) {

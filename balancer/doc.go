@@ -24,12 +24,23 @@
 // Selector. Both policies compare one figure per backend, Candidates.Load,
 // per unit of weight, as load_a*weight_b against load_b*weight_a (no
 // division, no floats); their randomness comes only from the Rand they are
-// given, so tests script it. Today the load is the connections this process
-// holds to the backend. Backend-reported load (a health-check response's
-// X-Backend-Connections: N) slots in behind that figure without touching any
-// policy: with each probe the counter keeps base = N - active, and the load
-// becomes active + base, which is N plus the connections this process opened
-// to the backend since the probe minus those it closed.
+// given, so tests script it.
+//
+// The load is the connections this process holds to the backend (and
+// those older processes of a binary upgrade still hold, SetInherited),
+// unless the backend reports its own count (a health-check response's
+// X-Backend-Connections: N, its connections from every proxy in front of
+// it, older processes included), which the health checker hands over with
+// ReportLoad. Then the counter keeps base = N - active, and the load
+// becomes active + base: N plus the connections this process opened to the
+// backend since the probe minus those it closed. So several wsgate
+// processes in front of one pool balance its total, not each their own
+// share, while a pick still reads only atomics. A report stands until the
+// next one or ForgetLoad, which the checker calls when three probe
+// intervals pass without a report, or when it stops probing the backend;
+// then the load is this process's count (with the inherited) again. Counts
+// always returns this process's own connections; Reported returns the
+// standing report.
 //
 // Slow start (config's pools[].slow_start, registry.Pool.SlowStart): a
 // backend that becomes available — added to its pool, healthy again,
