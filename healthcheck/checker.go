@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,13 +23,48 @@ import (
 // users in their logs.
 const UserAgent = "wsgate-healthcheck"
 
+// ConnectionsHeader is the response header in which a backend may report
+// its open WebSocket connections, from every proxy in front of it.
+const ConnectionsHeader = "X-Backend-Connections"
+
 // maxBody is how much of a probe's response body is read before it is
 // discarded.
 const maxBody = 64 << 10
 
-// ProbeFunc probes one backend once and returns nil when it passes. It must
-// return when ctx is done.
-type ProbeFunc func(ctx context.Context, address string, check registry.HealthCheck) error
+// reportLifetime is how many probe intervals a backend's load report
+// stands without a new one; then it is withdrawn (LoadReporter.ForgetLoad).
+const reportLifetime = 3
+
+// badReportLogEvery is how often, at most, a backend's unusable
+// X-Backend-Connections is logged.
+const badReportLogEvery = time.Minute
+
+// ProbeFunc probes one backend once and returns nil when it passes, and
+// what its answer said of its load, passed or not. It must return when
+// ctx is done.
+type ProbeFunc func(ctx context.Context, address string, check registry.HealthCheck) (Answer, error)
+
+// Answer is what a probe learned of the backend's load.
+type Answer struct {
+	// Connections is the backend's open WebSocket connections, from every
+	// proxy, as the answer's X-Backend-Connections header gave them. It
+	// counts only when Reported is true.
+	Connections int64
+	Reported    bool
+	// BadReport says why the header, present, could not be used (not one
+	// non-negative decimal integer); Reported is then false.
+	BadReport error
+}
+
+// LoadReporter takes the load backends report in their probe answers;
+// *balancer.Balancer is one.
+type LoadReporter interface {
+	// ReportLoad records that the backend had n open connections, from
+	// every proxy, when it answered a probe.
+	ReportLoad(id registry.ID, n int64)
+	// ForgetLoad withdraws the backend's last report.
+	ForgetLoad(id registry.ID)
+}
 
 // Observer learns the result of every active probe, for metrics. ProbeDone
 // is called on the backend's prober goroutine after each probe; it must be
@@ -54,6 +90,13 @@ type Options struct {
 	Probe ProbeFunc
 	// Observer, if not nil, is told of every active probe's result.
 	Observer Observer
+	// Load, if not nil, is handed the load backends report: every probe
+	// answer with a usable X-Backend-Connections goes to ReportLoad, pass
+	// or fail; a report is withdrawn with ForgetLoad once three probe
+	// intervals have passed without another one, and when the backend's
+	// prober stops (removed, its check removed or changed, Run ending).
+	// Nil: reports are ignored.
+	Load LoadReporter
 	// Logger nil means slog.Default().
 	Logger *slog.Logger
 }
@@ -64,6 +107,7 @@ type Checker struct {
 	store *registry.Store
 	probe ProbeFunc
 	obs   Observer
+	load  LoadReporter
 	log   *slog.Logger
 
 	mu      sync.Mutex
@@ -81,7 +125,7 @@ type prober struct {
 
 // New returns a Checker over store. It starts no goroutine.
 func New(store *registry.Store, opts Options) *Checker {
-	c := &Checker{store: store, probe: opts.Probe, obs: opts.Observer, log: opts.Logger, probers: make(map[registry.ID]*prober)}
+	c := &Checker{store: store, probe: opts.Probe, obs: opts.Observer, load: opts.Load, log: opts.Logger, probers: make(map[registry.ID]*prober)}
 	if c.log == nil {
 		c.log = slog.Default()
 	}
@@ -183,6 +227,8 @@ func (c *Checker) ReportFailure(pool, address string, err error) {
 // are locals: only this goroutine sees them.
 func (c *Checker) runProber(ctx context.Context, p *prober, state registry.Health) {
 	var passes, fails int
+	var load loadState
+	defer c.endLoad(p, &load)
 	// The first probe goes out at once, give or take a little jitter so that
 	// a reload does not fire every probe in the same instant.
 	timer := time.NewTimer(jitter(p.check.Interval / 20))
@@ -200,11 +246,12 @@ func (c *Checker) runProber(ctx context.Context, p *prober, state registry.Healt
 		case <-timer.C:
 			started := time.Now()
 			pctx, cancel := context.WithTimeout(ctx, p.check.Timeout)
-			err := c.probe(pctx, p.id.Address, p.check)
+			ans, err := c.probe(pctx, p.id.Address, p.check)
 			cancel()
 			if ctx.Err() != nil {
 				return
 			}
+			c.takeLoad(p, &load, ans)
 			if c.obs != nil {
 				pr := Probe{ID: p.id, Err: err, Duration: time.Since(started)}
 				if err != nil {
@@ -242,6 +289,49 @@ func (c *Checker) runProber(ctx context.Context, p *prober, state registry.Healt
 			// unhealthy_threshold + timeout.
 			timer.Reset(max(0, p.check.Interval-jitter(p.check.Interval/10)-time.Since(started)))
 		}
+	}
+}
+
+// loadState is what a prober keeps of its backend's load reports.
+type loadState struct {
+	reported   time.Time // when the standing report was made; zero: none stands
+	badLogged  time.Time // when a bad header was last logged
+	badSkipped int       // bad headers not logged since
+}
+
+// takeLoad hands a probe's answer to the LoadReporter, withdraws a report
+// that has had no successor for reportLifetime intervals, and logs a bad
+// header at most every badReportLogEvery.
+func (c *Checker) takeLoad(p *prober, st *loadState, ans Answer) {
+	if c.load == nil {
+		return
+	}
+	now := time.Now()
+	switch {
+	case ans.Reported:
+		c.load.ReportLoad(p.id, ans.Connections)
+		st.reported = now
+	case !st.reported.IsZero() && now.Sub(st.reported) >= reportLifetime*p.check.Interval:
+		c.load.ForgetLoad(p.id)
+		st.reported = time.Time{}
+	}
+	if ans.BadReport == nil {
+		return
+	}
+	if !st.badLogged.IsZero() && now.Sub(st.badLogged) < badReportLogEvery {
+		st.badSkipped++
+		return
+	}
+	c.log.Debug("backend load report ignored", slog.String("pool", p.id.Pool), slog.String("backend", p.id.Address),
+		slog.Any("err", ans.BadReport), slog.Int("suppressed", st.badSkipped))
+	st.badLogged, st.badSkipped = now, 0
+}
+
+// endLoad withdraws the standing report of a prober that stops: nothing
+// would expire it.
+func (c *Checker) endLoad(p *prober, st *loadState) {
+	if c.load != nil && !st.reported.IsZero() {
+		c.load.ForgetLoad(p.id)
 	}
 }
 
@@ -333,7 +423,7 @@ func newHTTPProber() *httpProber {
 	}}
 }
 
-func (hp *httpProber) probe(ctx context.Context, address string, check registry.HealthCheck) error {
+func (hp *httpProber) probe(ctx context.Context, address string, check registry.HealthCheck) (Answer, error) {
 	host := address
 	if path, ok := strings.CutPrefix(address, "unix:"); ok {
 		host = "localhost"
@@ -341,23 +431,43 @@ func (hp *httpProber) probe(ctx context.Context, address string, check registry.
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+host+check.Path, nil)
 	if err != nil {
-		return fmt.Errorf("checking HTTP health: %w", err)
+		return Answer{}, fmt.Errorf("checking HTTP health: %w", err)
 	}
 	req.Header.Set("User-Agent", UserAgent)
 	resp, err := hp.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("checking HTTP health: %w", err)
+		return Answer{}, fmt.Errorf("checking HTTP health: %w", err)
 	}
 	// Read a bounded amount and discard it, so a backend that streams
 	// cannot make the probe buffer; the timeout bounds the time.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxBody))
 	_ = resp.Body.Close()
+	ans := readConnections(resp.Header)
 	ok := resp.StatusCode/100 == 2
 	if check.ExpectedStatus != 0 {
 		ok = resp.StatusCode == check.ExpectedStatus
 	}
 	if !ok {
-		return &statusError{code: resp.StatusCode}
+		return ans, &statusError{code: resp.StatusCode}
 	}
-	return nil
+	return ans, nil
+}
+
+// readConnections reads the X-Backend-Connections header of an answer: it
+// must appear once, as a non-negative decimal integer (no sign, no
+// spaces inside, at most 2^63-1). Absent, nothing is reported.
+func readConnections(h http.Header) Answer {
+	vals := h.Values(ConnectionsHeader)
+	switch len(vals) {
+	case 0:
+		return Answer{}
+	case 1:
+	default:
+		return Answer{BadReport: fmt.Errorf("%s sent %d times", ConnectionsHeader, len(vals))}
+	}
+	n, err := strconv.ParseUint(vals[0], 10, 63)
+	if err != nil {
+		return Answer{BadReport: fmt.Errorf("%s %q: not a non-negative integer", ConnectionsHeader, vals[0])}
+	}
+	return Answer{Connections: int64(n), Reported: true}
 }

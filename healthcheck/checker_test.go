@@ -3,12 +3,14 @@ package healthcheck
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,28 +29,34 @@ var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 var errFail = errors.New("scripted failure")
 
-// script is a ProbeFunc that answers from a list (the last answer repeats)
-// and records the backend's health as each probe starts, which is the
-// verdict of all probes before it.
+// script is a ProbeFunc that answers from a list (the last result
+// repeats; answers beyond the list report nothing) and records the
+// backend's health as each probe starts, which is the verdict of all
+// probes before it.
 type script struct {
 	store   *registry.Store
 	id      registry.ID
 	results []error
+	answers []Answer
 
 	mu     sync.Mutex
 	before []registry.Health
 }
 
-func (s *script) probe(ctx context.Context, addr string, _ registry.HealthCheck) error {
+func (s *script) probe(ctx context.Context, addr string, _ registry.HealthCheck) (Answer, error) {
 	b, _ := s.store.Backend(s.id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := len(s.before)
 	s.before = append(s.before, b.Health)
+	var ans Answer
+	if n < len(s.answers) {
+		ans = s.answers[n]
+	}
 	if n >= len(s.results) {
 		n = len(s.results) - 1
 	}
-	return s.results[n]
+	return ans, s.results[n]
 }
 
 func (s *script) history() []registry.Health {
@@ -71,12 +79,12 @@ func testCheck() *registry.HealthCheck {
 func TestZeroFieldsTakeDefaults(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		got := make(chan registry.HealthCheck, 1)
-		probe := func(_ context.Context, _ string, check registry.HealthCheck) error {
+		probe := func(_ context.Context, _ string, check registry.HealthCheck) (Answer, error) {
 			select {
 			case got <- check:
 			default:
 			}
-			return nil
+			return Answer{}, nil
 		}
 		_, _, stop := startChecker(t, &registry.HealthCheck{Timeout: 100 * time.Millisecond, ExpectedStatus: 204}, probe)
 		defer stop()
@@ -220,15 +228,15 @@ func TestDownWithinIntervalTimesThresholdPlusTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var mu sync.Mutex
 		dead := false
-		probe := func(ctx context.Context, _ string, _ registry.HealthCheck) error {
+		probe := func(ctx context.Context, _ string, _ registry.HealthCheck) (Answer, error) {
 			mu.Lock()
 			d := dead
 			mu.Unlock()
 			if !d {
-				return nil
+				return Answer{}, nil
 			}
 			<-ctx.Done() // a dead backend that never answers: the timeout ends the probe
-			return ctx.Err()
+			return Answer{}, ctx.Err()
 		}
 		check := testCheck()
 		_, store, stop := startChecker(t, check, probe)
@@ -296,7 +304,7 @@ func TestPassiveFailure(t *testing.T) {
 
 func TestReload(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		probe := func(context.Context, string, registry.HealthCheck) error { return errFail }
+		probe := func(context.Context, string, registry.HealthCheck) (Answer, error) { return Answer{}, errFail }
 		_, store, stop := startChecker(t, testCheck(), probe)
 		defer stop()
 		id := registry.ID{Pool: "app", Address: "127.0.0.1:9001"}
@@ -322,11 +330,12 @@ func TestReload(t *testing.T) {
 	})
 }
 
-// statusServer answers /healthz with a status that the test sets and
-// records what each probe sent.
+// statusServer answers /healthz with a status (and X-Backend-Connections
+// values) that the test sets and records what each probe sent.
 type statusServer struct {
 	mu     sync.Mutex
 	status int
+	conns  []string
 	delay  time.Duration
 	ua     string
 	host   string
@@ -336,6 +345,9 @@ func (s *statusServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.ua, s.host = r.UserAgent(), r.Host
 	status, delay := s.status, s.delay
+	if s.conns != nil {
+		w.Header()[ConnectionsHeader] = s.conns
+	}
 	s.mu.Unlock()
 	if delay > 0 {
 		select {
@@ -400,7 +412,7 @@ func TestHTTPProbe(t *testing.T) {
 			check.ExpectedStatus = tc.expected
 			ctx, cancel := context.WithTimeout(context.Background(), check.Timeout)
 			defer cancel()
-			err := hp.probe(ctx, tc.addr, check)
+			_, err := hp.probe(ctx, tc.addr, check)
 			got := ""
 			if err != nil {
 				got = reason(err)
@@ -422,7 +434,7 @@ func TestProbeSendsBackendHost(t *testing.T) {
 	srv := httptest.NewServer(ss)
 	defer srv.Close()
 	addr := srv.Listener.Addr().String()
-	if err := newHTTPProber().probe(context.Background(), addr, *testCheck()); err != nil {
+	if _, err := newHTTPProber().probe(context.Background(), addr, *testCheck()); err != nil {
 		t.Fatal(err)
 	}
 	ss.mu.Lock()
@@ -470,6 +482,153 @@ func TestObserverSeesEveryProbe(t *testing.T) {
 			if p.ID != id || (p.Err == nil) != (wantReason[i] == "") || p.Reason != wantReason[i] {
 				t.Errorf("probe %d = %+v, want id %v, reason %q", i, p, id, wantReason[i])
 			}
+		}
+	})
+}
+
+func TestHTTPProbeReadsConnections(t *testing.T) {
+	ss := &statusServer{}
+	srv := httptest.NewServer(ss)
+	defer srv.Close()
+	addr := srv.Listener.Addr().String()
+	hp := newHTTPProber()
+	for _, tc := range []struct {
+		name     string
+		status   int
+		conns    []string // nil: no header
+		want     int64
+		reported bool
+		bad      bool
+		fails    bool
+	}{
+		{name: "no header", status: 200},
+		{name: "a count", status: 200, conns: []string{"12"}, want: 12, reported: true},
+		{name: "zero", status: 200, conns: []string{"0"}, want: 0, reported: true},
+		{name: "the largest", status: 200, conns: []string{"9223372036854775807"}, want: 1<<63 - 1, reported: true},
+		{name: "a failing probe still reports", status: 503, conns: []string{"7"}, want: 7, reported: true, fails: true},
+		{name: "negative", status: 200, conns: []string{"-1"}, bad: true},
+		{name: "plus sign", status: 200, conns: []string{"+3"}, bad: true},
+		{name: "fraction", status: 200, conns: []string{"1.5"}, bad: true},
+		{name: "trailing junk", status: 200, conns: []string{"12abc"}, bad: true},
+		{name: "a list", status: 200, conns: []string{"1, 2"}, bad: true},
+		{name: "empty", status: 200, conns: []string{""}, bad: true},
+		{name: "too large", status: 200, conns: []string{"9223372036854775808"}, bad: true},
+		{name: "twice", status: 200, conns: []string{"1", "2"}, bad: true},
+		{name: "bad on a failing probe", status: 503, conns: []string{"x"}, bad: true, fails: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ss.mu.Lock()
+			ss.status, ss.conns = tc.status, tc.conns
+			ss.mu.Unlock()
+			ans, err := hp.probe(context.Background(), addr, *testCheck())
+			if (err != nil) != tc.fails {
+				t.Errorf("probe() error = %v, want failure %v (the status decides)", err, tc.fails)
+			}
+			if ans.Connections != tc.want || ans.Reported != tc.reported || (ans.BadReport != nil) != tc.bad {
+				t.Errorf("probe() answer = %+v, want %d, reported %v, bad %v", ans, tc.want, tc.reported, tc.bad)
+			}
+		})
+	}
+}
+
+// loadLog is a LoadReporter that records each call and when it came.
+type loadLog struct {
+	mu     sync.Mutex
+	start  time.Time
+	calls  []string
+	called []time.Duration
+}
+
+func (l *loadLog) record(call string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.calls = append(l.calls, call)
+	l.called = append(l.called, time.Since(l.start))
+}
+
+func (l *loadLog) ReportLoad(_ registry.ID, n int64) { l.record(fmt.Sprintf("report %d", n)) }
+func (l *loadLog) ForgetLoad(registry.ID)            { l.record("forget") }
+
+var _ LoadReporter = (*loadLog)(nil)
+
+// runLoad runs a Checker with s's probe and load as its LoadReporter for
+// d, then stops it.
+func runLoad(t *testing.T, s *script, load *loadLog, log *slog.Logger, d time.Duration) {
+	t.Helper()
+	if _, err := s.store.Apply([]registry.PoolSpec{{Name: "app", Backends: []registry.BackendSpec{{Address: s.id.Address, Weight: 1}}, Check: testCheck()}}); err != nil {
+		t.Fatal(err)
+	}
+	load.start = time.Now()
+	c := New(s.store, Options{Probe: s.probe, Load: load, Logger: log})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- c.Run(ctx) }()
+	time.Sleep(d)
+	synctest.Wait()
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Run() = %v", err)
+	}
+}
+
+// Every answer with a count is reported, pass or fail; a report with no
+// successor for three intervals is withdrawn at the next probe; the one
+// standing when the prober stops is withdrawn then.
+func TestLoadReports(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		id := registry.ID{Pool: "app", Address: "127.0.0.1:9001"}
+		bad := Answer{BadReport: errFail}
+		s := &script{store: newStore(t), id: id,
+			results: []error{nil, errFail, nil, errFail, nil, nil, nil, nil, nil},
+			answers: []Answer{{Connections: 5, Reported: true}, {Connections: 7, Reported: true}, {}, {}, bad, {}, {}, {Connections: 3, Reported: true}},
+		}
+		load := &loadLog{}
+		runLoad(t, s, load, quietLog, 8500*time.Millisecond) // probes 0-8, one a second less jitter
+		load.mu.Lock()
+		defer load.mu.Unlock()
+		want := []string{"report 5", "report 7", "forget", "report 3", "forget"}
+		if !slices.Equal(load.calls, want) {
+			t.Fatalf("LoadReporter calls = %q, want %q", load.calls, want)
+		}
+		// Probes are 0.9 to 1 s apart: the first probe 3 s or more after
+		// the report of 7 (probe 1) is probe 4 or 5.
+		if held := load.called[2] - load.called[1]; held < 3*time.Second || held > 4*time.Second {
+			t.Errorf("a report stood %v without a successor, want 3 to 4 intervals (3-4s)", held)
+		}
+	})
+}
+
+// A bad header is ignored, nothing is reported, and it is logged at most
+// once a minute, with how many went unlogged.
+func TestBadLoadReportLogged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		id := registry.ID{Pool: "app", Address: "127.0.0.1:9001"}
+		answers := make([]Answer, 200)
+		for i := range answers {
+			answers[i] = Answer{BadReport: errors.New("X-Backend-Connections \"x\": not a non-negative integer")}
+		}
+		s := &script{store: newStore(t), id: id, results: []error{nil}, answers: answers}
+		var buf proctest.SyncBuffer
+		log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		load := &loadLog{}
+		runLoad(t, s, load, log, 150*time.Second)
+		var lines []string
+		for l := range strings.Lines(buf.String()) {
+			if strings.Contains(l, "backend load report ignored") {
+				lines = append(lines, l)
+			}
+		}
+		// At 0 s, at the first probe from 60 s on, and from 120 s on.
+		if len(lines) != 3 {
+			t.Fatalf("%d log records of %d bad reports, want 3:\n%s", len(lines), len(s.history()), strings.Join(lines, ""))
+		}
+		if !strings.Contains(lines[0], "suppressed=0") || strings.Contains(lines[1], "suppressed=0 ") || !strings.Contains(lines[1], `err="X-Backend-Connections`) {
+			t.Errorf("log records = %q; want the error, and the second to count the unlogged", lines)
+		}
+		load.mu.Lock()
+		defer load.mu.Unlock()
+		if len(load.calls) != 0 {
+			t.Errorf("LoadReporter calls = %q, want none", load.calls)
 		}
 	})
 }

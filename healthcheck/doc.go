@@ -26,6 +26,17 @@
 //     healthy_threshold passes to bring it back. Pools without a health
 //     check ignore passive failures (nothing would bring the backend back);
 //     the proxy's retry covers them.
+//   - Reported load: an answer may carry X-Backend-Connections: N, the
+//     backend's open WebSocket connections from every proxy in front of
+//     it. The header must appear once, as a non-negative decimal integer;
+//     otherwise it is ignored (logged at debug, at most once a minute per
+//     backend) and the probe still passes or fails by its status. A usable
+//     N, from a passing or failing answer, goes to Options.Load
+//     (LoadReporter.ReportLoad; the balancer in wsgate). A report stands
+//     until the next one; once three probe intervals have passed without
+//     one (answers without the header, bad values, probes that got no
+//     answer), the next probe withdraws it (ForgetLoad), as does the
+//     prober's end.
 //
 // The checker is the only writer of health state, and writes only on a
 // transition, which it logs once with the reason. It knows nothing of the
