@@ -11,6 +11,9 @@
 //     code 1008 instead of slowing the room down.
 //   - /healthz answers 200 "OK" while serving and 503 once draining, which is
 //     what wsgate's health checks look for (they judge by status code only).
+//     Its X-Backend-Connections header tells how many WebSocket connections
+//     the server holds, from every proxy: several wsgate processes in front
+//     of one pool balance on it (unless [Options.NoLoadReport]).
 //
 // Every 101 Switching Protocols response carries an X-Backend-Id header, so a
 // client (or a test) can tell which backend the proxy picked.

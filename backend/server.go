@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,6 +21,10 @@ const (
 	DefaultMaxMessage   = 1 << 20 // 1 MiB
 	DefaultDrainTimeout = 10 * time.Second
 )
+
+// ConnectionsHeader is the /healthz answer's header that reports how many
+// WebSocket connections the server holds.
+const ConnectionsHeader = "X-Backend-Connections"
 
 // HTTP server limits. They guard the plain HTTP part of every connection
 // (the upgrade request and /healthz). ReadTimeout and WriteTimeout are left
@@ -75,6 +80,12 @@ type Options struct {
 	// authenticates with cookies must list its origins here.
 	AllowedOrigins []string
 
+	// NoLoadReport leaves the X-Backend-Connections header out of /healthz
+	// answers. By default every answer carries it: the number of WebSocket
+	// connections the server holds (upgrades in flight included), from
+	// every proxy, which wsgate balances on.
+	NoLoadReport bool
+
 	// Logger receives lifecycle events at Info and one line per WebSocket
 	// session at Debug. Nil means slog.Default().
 	Logger *slog.Logger
@@ -88,6 +99,7 @@ type Server struct {
 	maxMessage   int64
 	drainTimeout time.Duration
 	origins      []string
+	reportLoad   bool
 	log          *slog.Logger
 
 	mux       *http.ServeMux
@@ -116,6 +128,7 @@ func New(opts Options) *Server {
 		maxMessage:   opts.MaxMessage,
 		drainTimeout: opts.DrainTimeout,
 		origins:      append([]string(nil), opts.AllowedOrigins...),
+		reportLoad:   !opts.NoLoadReport,
 		log:          opts.Logger,
 		drain:        make(chan struct{}),
 	}
@@ -237,6 +250,9 @@ func (s *Server) draining() bool {
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
+	if s.reportLoad {
+		w.Header().Set(ConnectionsHeader, strconv.Itoa(s.conns.count()))
+	}
 	if s.draining() {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprint(w, "draining")

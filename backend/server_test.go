@@ -5,12 +5,14 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/gorilla/websocket"
 
 	"github.com/wsgate/wsgate/backend"
+	"github.com/wsgate/wsgate/internal/proctest"
 )
 
 func TestEcho(t *testing.T) {
@@ -164,5 +166,48 @@ func TestServeTwice(t *testing.T) {
 	}
 	if _, err := ln.Accept(); err == nil || !errors.Is(err, net.ErrClosed) {
 		t.Errorf("listener after refused Serve: Accept() = %v, want it closed", err)
+	}
+}
+
+// healthConnections returns /healthz's X-Backend-Connections values.
+func healthConnections(t *testing.T, ts *testServer) []string {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: ioTimeout}
+	resp, err := c.Get(ts.url("http", "/healthz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.Header.Values(backend.ConnectionsHeader)
+}
+
+// /healthz reports the connections the server holds, echo and chat alike,
+// as they open and end.
+func TestHealthzReportsConnections(t *testing.T) {
+	t.Parallel()
+	ts := start(t, backend.Options{})
+	if got := healthConnections(t, ts); !slices.Equal(got, []string{"0"}) {
+		t.Fatalf("X-Backend-Connections with none open = %q, want [\"0\"]", got)
+	}
+	var conns []*websocket.Conn
+	for _, path := range []string{"/ws", "/ws", "/ws", "/ws/chat?room=a", "/ws/chat?room=b"} {
+		c, _ := dial(t, nil, ts.url("ws", path), nil)
+		conns = append(conns, c)
+	}
+	// A connection counts from before its 101, so it counts once dialled.
+	if got := healthConnections(t, ts); !slices.Equal(got, []string{"5"}) {
+		t.Errorf("X-Backend-Connections with 5 open = %q, want [\"5\"]", got)
+	}
+	conns[0].Close()
+	conns[3].Close()
+	proctest.WaitFor(t, "two closes to be counted", func() bool { return slices.Equal(healthConnections(t, ts), []string{"3"}) })
+}
+
+func TestHealthzNoLoadReport(t *testing.T) {
+	t.Parallel()
+	ts := start(t, backend.Options{NoLoadReport: true})
+	dial(t, nil, ts.url("ws", "/ws"), nil)
+	if got := healthConnections(t, ts); got != nil {
+		t.Errorf("X-Backend-Connections with NoLoadReport = %q, want none", got)
 	}
 }

@@ -1,12 +1,14 @@
 // Command wsgate-backend runs wsgate's reference WebSocket backend: echo at
-// /ws, chat at /ws/chat?room=R, health at /healthz. On SIGTERM or SIGINT it
-// drains (health 503, close code 1001 to every client, wait for their close
-// frames up to -drain-timeout) and exits 0.
+// /ws, chat at /ws/chat?room=R, health at /healthz, whose answers carry the
+// open WebSocket connections as X-Backend-Connections (unless
+// -report-load=false). On SIGTERM or SIGINT it drains (health 503, close
+// code 1001 to every client, wait for their close frames up to
+// -drain-timeout) and exits 0.
 //
 // Usage:
 //
 //	wsgate-backend [-listen 127.0.0.1:9001 | -listen unix:/path.sock] [-id NAME]
-//	               [-drain-timeout 10s] [-max-message 1048576]
+//	               [-drain-timeout 10s] [-max-message 1048576] [-report-load=false]
 //
 // Once listening it prints "listening on ADDR" with the real address, so
 // "-listen 127.0.0.1:0" picks a free port that scripts can read back.
@@ -51,6 +53,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	id := flags.String("id", "", "backend `name` sent as X-Backend-Id on every 101 response (default: the listen address)")
 	drainTimeout := flags.Duration("drain-timeout", backend.DefaultDrainTimeout, "on SIGTERM, how long to wait for clients to answer the 1001 close")
 	maxMessage := flags.Int64("max-message", backend.DefaultMaxMessage, "largest message a client may send, in `bytes`; bigger ones get close 1009")
+	reportLoad := flags.Bool("report-load", true, "send the open connections as X-Backend-Connections in /healthz answers")
 	if err := flags.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -89,6 +92,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		ID:           *id,
 		MaxMessage:   *maxMessage,
 		DrainTimeout: *drainTimeout,
+		NoLoadReport: !*reportLoad,
 		Logger:       logger,
 	})
 	fmt.Fprintf(stdout, "listening on %s\n", addr)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -260,5 +261,28 @@ func TestStartupErrors(t *testing.T) {
 				t.Errorf("stdout = %q, want nothing", stdout.String())
 			}
 		})
+	}
+}
+
+// /healthz carries X-Backend-Connections unless -report-load=false.
+func TestReportLoadFlag(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{nil, []string{"0"}},
+		{[]string{"-report-load=false"}, nil},
+	} {
+		p := startProcess(t, append([]string{"-listen", "127.0.0.1:0"}, tc.args...)...)
+		c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}, Timeout: ioTimeout}
+		resp, err := c.Get("http://" + p.addr + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Values("X-Backend-Connections"); !slices.Equal(got, tc.want) {
+			t.Errorf("wsgate-backend %q: X-Backend-Connections = %q, want %q", tc.args, got, tc.want)
+		}
 	}
 }
