@@ -241,6 +241,11 @@ type BackendStatus struct {
 	// binary upgrade still hold to the backend (least connections counts
 	// them too); absent when none.
 	InheritedConnections int64 `json:"inherited_connections,omitempty"`
+	// ReportedConnections is the backend's own count of its connections,
+	// from every proxy, as its last health check reported it
+	// (X-Backend-Connections); absent while no report stands. The
+	// balancer adds this process's opens and closes since to it.
+	ReportedConnections *int64 `json:"reported_connections,omitempty"`
 }
 
 func (s *Server) backends(w http.ResponseWriter, _ *http.Request) {
@@ -255,7 +260,7 @@ func (s *Server) backends(w http.ResponseWriter, _ *http.Request) {
 // status is b as the API shows it, with the balancer's counts.
 func (s *Server) status(b registry.Backend) BackendStatus {
 	active, total := s.bal.Counts(b.ID())
-	return BackendStatus{
+	st := BackendStatus{
 		Pool:                 b.Pool,
 		Address:              b.Address,
 		State:                string(b.State()),
@@ -265,6 +270,10 @@ func (s *Server) status(b registry.Backend) BackendStatus {
 		TotalConnections:     total,
 		InheritedConnections: s.bal.Inherited(b.ID()),
 	}
+	if n, ok := s.bal.Reported(b.ID()); ok {
+		st.ReportedConnections = &n
+	}
+	return st
 }
 
 type backendRef struct {

@@ -1,6 +1,7 @@
 package admin
 
 import (
+	"bytes"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -63,6 +64,32 @@ func TestBackends(t *testing.T) {
 		if got[i] != want[i] {
 			t.Errorf("GET /api/backends [%d] = %+v, want %+v", i, got[i], want[i])
 		}
+	}
+}
+
+// reported_connections is the backend's own report, present only while one
+// stands; active_connections stays this process's count.
+func TestBackendsReportedConnections(t *testing.T) {
+	_, ts, bal := newAdmin(t)
+	var l balancer.Lease
+	if err := bal.Acquire("app", []string{"127.0.0.1:9002"}, &l); err != nil {
+		t.Fatal(err)
+	}
+	bal.ReportLoad(registry.ID{Pool: "app", Address: "127.0.0.1:9001"}, 12)
+	resp, err := http.Get(ts.URL + "/api/backends")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := `[{"pool":"app","address":"127.0.0.1:9001","state":"healthy","weight":1,"active_connections":1,"total_connections":1,"reported_connections":12},` +
+		`{"pool":"app","address":"127.0.0.1:9002","state":"healthy","weight":2,"active_connections":0,"total_connections":0}]`
+	var got bytes.Buffer
+	if err := json.Compact(&got, body); err != nil {
+		t.Fatalf("GET /api/backends: %v", err)
+	}
+	if got.String() != want {
+		t.Errorf("GET /api/backends = %s\nwant %s", got.String(), want)
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/wsgate/wsgate/registry"
 )
 
 // metricName finds metric names in PromQL and prose.
@@ -17,6 +19,7 @@ var metricName = regexp.MustCompile(`\b(?:wsgate|go|process)_[a-z_]+\b`)
 func exported(t *testing.T) map[string]bool {
 	t.Helper()
 	m, _ := newDiscoveryMetrics(t)
+	m.bal.ReportLoad(registry.ID{Pool: "app", Address: "127.0.0.1:9001"}, 1) // a series only while a report stands
 	mfs, err := m.Gatherer().Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -36,7 +39,7 @@ func exported(t *testing.T) map[string]bool {
 // wsgateMetrics are the contract's metrics, and those of DNS discovery.
 var wsgateMetrics = []string{
 	"wsgate_backend_active_connections", "wsgate_backend_connections_total",
-	"wsgate_backend_healthy", "wsgate_backend_draining",
+	"wsgate_backend_reported_connections", "wsgate_backend_healthy", "wsgate_backend_draining",
 	"wsgate_upgrades_total", "wsgate_upgrade_duration_seconds", "wsgate_connection_duration_seconds",
 	"wsgate_closes_total", "wsgate_relayed_bytes_total", "wsgate_health_checks_total",
 	"wsgate_tls_handshake_errors_total", "wsgate_limited_total",

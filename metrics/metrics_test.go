@@ -277,6 +277,10 @@ func TestStateIsReadAtScrapeTime(t *testing.T) {
 		t.Fatal(err)
 	}
 	m.SetRelayer(relayed{{Pool: "app", Up: 100, Down: 250}, {Pool: "gone", Up: 7, Down: 8}})
+	// 9002 reports 40 connections (every proxy's); 9003's report is gone.
+	bal.ReportLoad(registry.ID{Pool: "app", Address: "127.0.0.1:9002"}, 40)
+	bal.ReportLoad(registry.ID{Pool: "chat", Address: "127.0.0.1:9003"}, 5)
+	bal.ForgetLoad(registry.ID{Pool: "chat", Address: "127.0.0.1:9003"})
 
 	for _, tc := range []struct {
 		metric string
@@ -284,6 +288,7 @@ func TestStateIsReadAtScrapeTime(t *testing.T) {
 	}{
 		{"wsgate_backend_active_connections", map[string]float64{"app,127.0.0.1:9001": 2, "app,127.0.0.1:9002": 0, "chat,127.0.0.1:9003": 0}},
 		{"wsgate_backend_connections_total", map[string]float64{"app,127.0.0.1:9001": 3, "app,127.0.0.1:9002": 0, "chat,127.0.0.1:9003": 0}},
+		{"wsgate_backend_reported_connections", map[string]float64{"app,127.0.0.1:9002": 40}},
 		{"wsgate_backend_healthy", map[string]float64{"app,127.0.0.1:9001": 0, "app,127.0.0.1:9002": 1, "chat,127.0.0.1:9003": 1}},
 		{"wsgate_backend_draining", map[string]float64{"app,127.0.0.1:9001": 0, "app,127.0.0.1:9002": 1, "chat,127.0.0.1:9003": 0}},
 		{"wsgate_relayed_bytes_total", map[string]float64{

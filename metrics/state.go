@@ -18,6 +18,9 @@ var (
 	healthyDesc = prometheus.NewDesc("wsgate_backend_healthy",
 		"1 unless the backend's health checks, or a connection it refused, have it down, or it was discovered and waits for its first probe.",
 		[]string{labelPool, labelBackend}, nil)
+	reportedDesc = prometheus.NewDesc("wsgate_backend_reported_connections",
+		"WebSocket connections the backend holds from every proxy, as its last health check reported them (X-Backend-Connections); no series while no report stands.",
+		[]string{labelPool, labelBackend}, nil)
 	drainingDesc = prometheus.NewDesc("wsgate_backend_draining",
 		"1 while the backend is drained (no new connections): by an operator, or because it vanished from its pool's DNS answer.",
 		[]string{labelPool, labelBackend}, nil)
@@ -40,7 +43,7 @@ type stateCollector struct{ m *Metrics }
 var _ prometheus.Collector = stateCollector{}
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{activeDesc, totalDesc, healthyDesc, drainingDesc, discoveredDesc, relayedDesc, generationDesc} {
+	for _, d := range []*prometheus.Desc{activeDesc, totalDesc, reportedDesc, healthyDesc, drainingDesc, discoveredDesc, relayedDesc, generationDesc} {
 		ch <- d
 	}
 }
@@ -58,6 +61,9 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 		active, total := c.m.bal.Counts(b.ID())
 		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(active), b.Pool, b.Address)
 		ch <- prometheus.MustNewConstMetric(totalDesc, prometheus.CounterValue, float64(total), b.Pool, b.Address)
+		if n, ok := c.m.bal.Reported(b.ID()); ok {
+			ch <- prometheus.MustNewConstMetric(reportedDesc, prometheus.GaugeValue, float64(n), b.Pool, b.Address)
+		}
 		ch <- prometheus.MustNewConstMetric(healthyDesc, prometheus.GaugeValue, bit(b.Health.Serves()), b.Pool, b.Address)
 		ch <- prometheus.MustNewConstMetric(drainingDesc, prometheus.GaugeValue, bit(b.State() == registry.StateDraining), b.Pool, b.Address)
 		if _, ok := discovered[b.Pool]; ok && b.Discovered {

@@ -80,7 +80,7 @@ func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log 
 	}
 	g.bal = balancer.New(g.store, balancer.Options{Logger: log})
 	g.stats = metrics.New(metrics.Options{Store: g.store, Balancer: g.bal})
-	g.check = healthcheck.New(g.store, healthcheck.Options{Observer: g.stats, Logger: log})
+	g.check = healthcheck.New(g.store, healthcheck.Options{Observer: g.stats, Load: g.bal, Logger: log})
 	g.disc = discovery.New(g.store, discovery.Options{Connections: g.bal, Observer: g.stats, Logger: log})
 
 	if g.certs, err = wstls.NewProvider(tlsOptions(cfg, log)); err != nil {
@@ -209,9 +209,10 @@ func openGateway(ctx context.Context, cfg *config.Config, opts config.Options, l
 }
 
 var (
-	_ proxy.Picker          = (*balancer.Balancer)(nil)
-	_ proxy.FailureReporter = (*healthcheck.Checker)(nil)
-	_ discovery.Counter     = (*balancer.Balancer)(nil)
+	_ proxy.Picker             = (*balancer.Balancer)(nil)
+	_ proxy.FailureReporter    = (*healthcheck.Checker)(nil)
+	_ discovery.Counter        = (*balancer.Balancer)(nil)
+	_ healthcheck.LoadReporter = (*balancer.Balancer)(nil)
 )
 
 // proxyURL and adminURL are the listeners' real addresses (a :0 port
