@@ -201,6 +201,8 @@ type backendStatus struct {
 	TotalConnections  int64  `json:"total_connections"`
 
 	InheritedConnections int64 `json:"inherited_connections"`
+	// ReportedConnections is nil while no report stands.
+	ReportedConnections *int64 `json:"reported_connections"`
 }
 
 // adminClient opens a connection per request: a keep-alive connection to
