@@ -52,10 +52,13 @@ func (c *counter) load() int64 {
 // opens to it minus those it closes; Counts still returns this process's
 // own. n is taken in [0, 2^32).
 //
-// The connections this process has in flight at the moment of the report
-// (picked, not yet upgraded at the backend) are missing from that figure
-// until the next report, and so are those other processes open after the
-// probe: it is as fresh as the probes are frequent.
+// The figure is right to within the connections opening or closing at the
+// moment of the probe: one this process has picked but the backend not yet
+// counted is missing from it, one this process has released but the
+// backend still counts is there twice, until the next report. (Reading
+// active as the probe goes out, rather than now, would only move the
+// window.) What other processes open after the probe is missing too: the
+// figure is as fresh as the probes are frequent.
 //
 // A backend the balancer has no counter for (not in the registry, or
 // removed) is ignored, so a late report cannot bring back a counter
