@@ -52,7 +52,7 @@ func TestPythonClientRetriesThrough503(t *testing.T) {
 	g := startGate(t, []string{addr}, "")
 	client := start(t, py, filepath.Join("testdata", "python", "client.py"), "wss://"+g.proxyAddr+"/ws", g.certFile)
 	waitFor(t, "the first refusal", func() bool { return strings.Contains(g.Stderr.String(), "no backend for upgrade") })
-	start(t, backendBin, "-listen", addr, "-id", "late").WaitLine("listening on")
+	start(t, backendBin, "-listen", addr, "-id", "late", noLoadReport).WaitLine("listening on")
 
 	if got := client.WaitLine("echo:"); got != "hello from python" {
 		t.Errorf("python client got %q, want its message echoed", got)

@@ -63,9 +63,16 @@ func startBackend(t *testing.T, id string) (*proc, string) {
 
 // startBackendAt runs a reference backend process on addr.
 func startBackendAt(t *testing.T, id, addr string) (*proc, string) {
-	p := start(t, backendBin, "-listen", addr, "-id", id, "-drain-timeout", "2s")
+	p := start(t, backendBin, "-listen", addr, "-id", id, "-drain-timeout", "2s", noLoadReport)
 	return p, p.WaitLine("listening on")
 }
+
+// noLoadReport keeps the X-Backend-Connections header out of a reference
+// backend's /healthz. The tests of one wsgate process assert exact
+// least-connections spreads, which reported load blurs by one whenever a
+// probe lands while a connection is being set up; reported load has its
+// own test (TestReportedLoadTwoProcesses).
+const noLoadReport = "-report-load=false"
 
 // tlsFiles writes a self-signed certificate for localhost and returns the
 // file paths and a pool trusting it.

@@ -91,7 +91,7 @@ func TestSlowStartReconnectStorm(t *testing.T) {
 			}
 		}
 		restarts++
-		procs["c"] = start(t, backendBin, "-listen", addrOf["c"], "-id", fmt.Sprintf("c%d", restarts+1), "-drain-timeout", "2s")
+		procs["c"] = start(t, backendBin, "-listen", addrOf["c"], "-id", fmt.Sprintf("c%d", restarts+1), "-drain-timeout", "2s", noLoadReport)
 		procs["c"].WaitLine("listening on")
 		waitFor(t, "c to be healthy again", func() bool { return backendState(t, g, addrOf["c"]).State == "healthy" })
 
