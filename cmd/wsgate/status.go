@@ -51,16 +51,44 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "wsgate status:", err)
 		return 1
 	}
-	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "POOL\tBACKEND\tSTATE\tACTIVE\tTOTAL")
-	for _, b := range backends {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\n", b.Pool, b.Address, b.State, b.ActiveConnections, b.TotalConnections)
-	}
-	if err := tw.Flush(); err != nil {
-		fmt.Fprintln(stderr, "wsgate status:", err)
-		return 1
-	}
+	writeStatus(stdout, backends)
 	return 0
+}
+
+// writeStatus prints the backends as aligned columns. REPORTED (the
+// backend's own count from its health check, reported load) and INHERITED
+// (what an older generation still holds, during a binary upgrade) appear
+// only when some backend has them.
+func writeStatus(w io.Writer, backends []admin.BackendStatus) {
+	var reported, inherited bool
+	for _, b := range backends {
+		reported = reported || b.ReportedConnections != nil
+		inherited = inherited || b.InheritedConnections != 0
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	header := "POOL\tBACKEND\tSTATE\tACTIVE\tTOTAL"
+	if reported {
+		header += "\tREPORTED"
+	}
+	if inherited {
+		header += "\tINHERITED"
+	}
+	fmt.Fprintln(tw, header)
+	for _, b := range backends {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d", b.Pool, b.Address, b.State, b.ActiveConnections, b.TotalConnections)
+		if reported {
+			if b.ReportedConnections != nil {
+				fmt.Fprintf(tw, "\t%d", *b.ReportedConnections)
+			} else {
+				fmt.Fprint(tw, "\t-")
+			}
+		}
+		if inherited {
+			fmt.Fprintf(tw, "\t%d", b.InheritedConnections)
+		}
+		fmt.Fprintln(tw)
+	}
+	_ = tw.Flush() // errors of w show in the caller's exit status
 }
 
 // errUnauthorized is the admin listener's 401.

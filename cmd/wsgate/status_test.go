@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate/admin"
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/internal/proctest"
 )
@@ -151,5 +152,36 @@ func TestAdminTokenAndStatus(t *testing.T) {
 	}
 	if strings.Contains(g.Stderr.String(), "second-token") || strings.Contains(g.Stderr.String(), token) {
 		t.Errorf("a token appears in the log:\n%s", g.Stderr.String())
+	}
+}
+
+// The optional columns appear when some backend has the figure.
+func TestWriteStatusColumns(t *testing.T) {
+	n := int64(7)
+	for _, tc := range []struct {
+		name     string
+		backends []admin.BackendStatus
+		want     []string
+	}{
+		{"plain", []admin.BackendStatus{{Pool: "app", Address: "a:1", State: "healthy", ActiveConnections: 2, TotalConnections: 5}},
+			[]string{"POOL BACKEND STATE ACTIVE TOTAL", "app a:1 healthy 2 5"}},
+		{"reported by one", []admin.BackendStatus{
+			{Pool: "app", Address: "a:1", State: "healthy", ActiveConnections: 2, TotalConnections: 5, ReportedConnections: &n},
+			{Pool: "app", Address: "b:1", State: "healthy", ActiveConnections: 1, TotalConnections: 1}},
+			[]string{"POOL BACKEND STATE ACTIVE TOTAL REPORTED", "app a:1 healthy 2 5 7", "app b:1 healthy 1 1 -"}},
+		{"inherited", []admin.BackendStatus{{Pool: "app", Address: "a:1", State: "draining", InheritedConnections: 3}},
+			[]string{"POOL BACKEND STATE ACTIVE TOTAL INHERITED", "app a:1 draining 0 0 3"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b bytes.Buffer
+			writeStatus(&b, tc.backends)
+			var got []string
+			for l := range strings.Lines(b.String()) {
+				got = append(got, strings.Join(strings.Fields(l), " "))
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("writeStatus:\n%s\nwant rows %q", b.String(), tc.want)
+			}
+		})
 	}
 }
