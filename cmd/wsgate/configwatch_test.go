@@ -99,7 +99,10 @@ func TestWatchConfigReloads(t *testing.T) {
 	if err := os.Symlink(filepath.Join("..data", "wsgate.yaml"), path); err != nil {
 		t.Fatal(err)
 	}
-	g.proc = start(t, wsgateBin, "run", "-config", path, "-watch-config", "50ms")
+	// 200ms, not less: the in-place rewrite below truncates, then writes,
+	// and a loaded machine may stall between the two for more than the
+	// two looks a change must hold still for.
+	g.proc = start(t, wsgateBin, "run", "-config", path, "-watch-config", "200ms")
 	g.proxyAddr = strings.TrimPrefix(g.WaitLine("wsgate: proxy listening on"), "https://")
 	g.adminURL = g.WaitLine("wsgate: admin listening on")
 	held, _ := g.dial(t, "/ws")
