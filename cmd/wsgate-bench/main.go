@@ -7,7 +7,7 @@
 // Usage:
 //
 //	wsgate-bench [flags]       a load run; -mode selects the scenario
-//	wsgate-bench report ...    turn -json lines into tables (see report.go)
+//	wsgate-bench report ...    turn -json lines into tables (package bench/report)
 //
 // Modes:
 //
@@ -28,26 +28,25 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"maps"
 	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/wsgate/wsgate/bench/report"
 )
 
 const (
@@ -514,19 +513,6 @@ func (b *bench) procResult(w window) *Proc {
 	}
 }
 
-// stealLine is "cpu0 1.2%, cpu1 0.4%", in CPU order.
-func stealLine(steal map[string]float64) string {
-	cpus := slices.Collect(maps.Keys(steal))
-	slices.SortFunc(cpus, func(a, b string) int {
-		return cmp.Or(cmp.Compare(len(a), len(b)), cmp.Compare(a, b)) // cpu2 before cpu10
-	})
-	parts := make([]string, len(cpus))
-	for i, c := range cpus {
-		parts[i] = fmt.Sprintf("%s %.1f%%", c, steal[c])
-	}
-	return strings.Join(parts, ", ")
-}
-
 // kernelShare is ", N% in the kernel" for the summary, or "" when no CPU
 // was counted.
 func kernelShare(p *Proc) string {
@@ -703,7 +689,7 @@ func (b *bench) printSummary(w io.Writer, r *Result) {
 		fmt.Fprintf(w, "  proxy RSS     %d kB\n", p.RSSKB)
 	}
 	if len(r.StealPct) > 0 {
-		fmt.Fprintf(w, "  host steal    %s  (time the hypervisor ran other guests; more than a few %% disturbs every figure)\n", stealLine(r.StealPct))
+		fmt.Fprintf(w, "  host steal    %s  (time the hypervisor ran other guests; more than a few %% disturbs every figure)\n", report.FormatSteal(r.StealPct))
 	}
 	if r.Mode != modeIdle && win.end.After(win.start) {
 		fmt.Fprintf(w, "  bench CPU     %.3f s (%.0f%% of one core)", win.selfCPU.Seconds(), 100*win.selfCPU.Seconds()/win.seconds())
