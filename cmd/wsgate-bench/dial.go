@@ -11,10 +11,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -29,9 +27,6 @@ const (
 	maxSingleFrame = 1 << 20
 	// maxSourceIPs bounds what one -source-ips range may expand to.
 	maxSourceIPs = 1 << 16
-	// ipBindAddressNoPort is IP_BIND_ADDRESS_NO_PORT on Linux (missing from
-	// package syscall on most architectures).
-	ipBindAddressNoPort = 0x18
 )
 
 // defaultLoopbackSources is the -source-ips default for idle and connrate
@@ -98,23 +93,6 @@ func (d *dialer) netDial(ctx context.Context, network, addr string) (net.Conn, e
 		nd.Control = bindNoPort
 	}
 	return nd.DialContext(ctx, network, addr)
-}
-
-// bindNoPort asks Linux to choose the local port at connect time rather
-// than at bind time, so that a port is only taken per (source, destination)
-// pair rather than per source address.
-func bindNoPort(network, address string, c syscall.RawConn) error {
-	if runtime.GOOS != "linux" || !strings.HasPrefix(network, "tcp4") {
-		return nil
-	}
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
-	})
-	if err != nil {
-		return err
-	}
-	return serr
 }
 
 // dial opens one WebSocket connection: TCP, TLS for wss://, the upgrade.

@@ -47,6 +47,7 @@ import (
 	"time"
 
 	"github.com/wsgate/wsgate/bench/report"
+	"github.com/wsgate/wsgate/internal/fdlimit"
 )
 
 const (
@@ -94,9 +95,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	b := &bench{opts: opts, dialer: d, stderr: stderr, reached: make(chan struct{})}
-	if limit, err := raiseOpenFileLimit(); err != nil {
+	limit, err := fdlimit.Raise()
+	if err != nil {
 		b.note("%v", err)
-	} else if opts.mode == modeIdle && uint64(opts.conns)+64 > limit {
+	}
+	if limit > 0 && opts.mode == modeIdle && uint64(opts.conns)+64 > limit {
 		b.note("this process may open at most %d files; -c %d will not fit", limit, opts.conns)
 	}
 

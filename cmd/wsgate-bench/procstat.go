@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"syscall"
 	"time"
 )
 
@@ -204,31 +203,4 @@ func readOpenFileLimit(pid int) (int64, error) {
 		return strconv.ParseInt(string(f[0]), 10, 64)
 	}
 	return 0, fmt.Errorf("pid %d: no \"Max open files\" in /proc limits", pid)
-}
-
-// selfCPU returns the CPU time this process has used, for the "bench"
-// line of the summary.
-func selfCPU() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// raiseOpenFileLimit lifts this process's RLIMIT_NOFILE soft limit to the
-// hard limit and returns the new soft limit. (Go already does this at
-// start-up since Go 1.19; doing it here keeps the behaviour explicit.)
-func raiseOpenFileLimit() (uint64, error) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		return 0, fmt.Errorf("get open file limit: %w", err)
-	}
-	if lim.Cur < lim.Max {
-		lim.Cur = lim.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-			return 0, fmt.Errorf("raise open file limit to %d: %w", lim.Max, err)
-		}
-	}
-	return lim.Cur, nil
 }

@@ -2,11 +2,15 @@ package main
 
 import (
 	"os"
+	"runtime"
 	"testing"
 	"time"
 )
 
 func TestProcSelf(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("-pid reads /proc, which only Linux has")
+	}
 	ps := procSet{os.Getpid()}
 	before, err := ps.cpu()
 	if err != nil {
@@ -109,7 +113,23 @@ func TestParseCPUStats(t *testing.T) {
 	if _, err := parseCPUStats([]byte("intr 1\n")); err == nil {
 		t.Error("no cpu lines: no error")
 	}
-	if _, err := readCPUStats(); err != nil {
+	if _, err := readCPUStats(); err != nil && runtime.GOOS == "linux" {
 		t.Errorf("readCPUStats on this machine: %v", err)
+	}
+}
+
+func TestSelfCPU(t *testing.T) {
+	// Spin until selfCPU has counted 20ms more, or give up after two
+	// seconds: every system's clock for CPU time is finer than that.
+	before := selfCPU()
+	var sink uint64
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline) && selfCPU()-before < 20*time.Millisecond; {
+		for i := range 1_000_000 {
+			sink += uint64(i) * uint64(i)
+		}
+	}
+	_ = sink
+	if d := selfCPU() - before; d < 20*time.Millisecond || d > time.Minute {
+		t.Errorf("selfCPU() grew by %v over a busy loop, want at least 20ms", d)
 	}
 }

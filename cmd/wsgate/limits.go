@@ -2,7 +2,8 @@ package main
 
 import (
 	"log/slog"
-	"syscall"
+
+	"github.com/wsgate/wsgate/internal/fdlimit"
 )
 
 // fdReserve is the file descriptors kept back from tunnels for listeners,
@@ -14,19 +15,15 @@ const fdReserve = 128
 // proxied connection holds two descriptors) after raising the soft limit
 // to the hard one.
 func connectionLimit(configured int, log *slog.Logger) int {
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err != nil {
+	limit, err := fdlimit.Raise()
+	switch {
+	case err != nil && limit == 0:
 		log.Warn("cannot read the file-descriptor limit", slog.Any("err", err))
 		return configured
+	case err != nil:
+		log.Warn("cannot raise the file-descriptor limit", slog.Any("err", err))
 	}
-	if rl.Cur < rl.Max {
-		raised := rl
-		raised.Cur = rl.Max
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &raised); err == nil {
-			rl = raised
-		}
-	}
-	fds := int(min(rl.Cur, 1<<30))
+	fds := int(min(limit, 1<<30))
 	if configured > 0 {
 		if 2*configured+fdReserve > fds {
 			log.Warn("limits.max_connections exceeds what the file-descriptor limit allows",

@@ -12,7 +12,6 @@ package filestamp
 import (
 	"context"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -20,7 +19,7 @@ import (
 // a file that cannot be stat'ed (missing, unreadable directory) has the
 // stamp of an error, which equals any other error's stamp.
 type Stamp struct {
-	ino     uint64
+	ino     uint64 // 0 where the system does not tell (see fileID)
 	size    int64
 	modTime time.Time
 	err     bool
@@ -32,11 +31,7 @@ func Of(path string) Stamp {
 	if err != nil {
 		return Stamp{err: true}
 	}
-	s := Stamp{size: fi.Size(), modTime: fi.ModTime()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		s.ino = st.Ino
-	}
-	return s
+	return Stamp{ino: fileID(fi), size: fi.Size(), modTime: fi.ModTime()}
 }
 
 // Missing reports whether the file could not be stat'ed.

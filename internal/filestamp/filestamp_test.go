@@ -3,6 +3,7 @@ package filestamp
 import (
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -43,7 +44,9 @@ func TestStampChanges(t *testing.T) {
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
 	}
-	if s2 := Of(path); s2 == s1 {
+	// Windows's os.Stat tells no file identity (see fileID): there only
+	// the size and the modification time count.
+	if s2 := Of(path); s2 == s1 && runtime.GOOS != "windows" {
 		t.Error("a file renamed into place with the same size and time has the old stamp")
 	}
 
