@@ -50,6 +50,16 @@ import (
 	"github.com/wsgate/wsgate/registry"
 )
 
+// Log attribute keys, as listed under "Every key" in the README.
+const (
+	keyPool       = "pool"
+	keyBackend    = "backend"
+	keyRemoteAddr = "remote_addr"
+	keyMethod     = "method"
+	keyPath       = "path"
+	keyErr        = "err"
+)
+
 // Options configure a Server.
 type Options struct {
 	Store    *registry.Store
@@ -138,7 +148,7 @@ func New(opts Options) *Server {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !public(r) && !s.authorized(r) {
 		s.log.LogAttrs(r.Context(), slog.LevelDebug, "admin request refused: no valid bearer token",
-			slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.String("remote_addr", r.RemoteAddr))
+			slog.String(keyMethod, r.Method), slog.String(keyPath, r.URL.Path), slog.String(keyRemoteAddr, r.RemoteAddr))
 		w.Header().Set("WWW-Authenticate", `Bearer realm="wsgate admin"`)
 		writeError(w, http.StatusUnauthorized, "this admin listener requires a token: Authorization: Bearer TOKEN")
 		return
@@ -296,16 +306,17 @@ func (s *Server) setDraining(w http.ResponseWriter, r *http.Request, draining bo
 		return
 	}
 	if err != nil {
-		s.log.Error("set draining", slog.String("pool", ref.Pool), slog.String("backend", ref.Address), slog.Any("err", err))
+		s.log.Error("set draining", slog.String(keyPool, ref.Pool), slog.String(keyBackend, ref.Address), slog.Any(keyErr, err))
 		writeError(w, http.StatusInternalServerError, "internal error")
 		return
 	}
 	if changed {
-		msg := "backend undrained"
+		attrs := []any{slog.String(keyPool, ref.Pool), slog.String(keyBackend, ref.Address), slog.String(keyRemoteAddr, r.RemoteAddr)}
 		if draining {
-			msg = "backend draining"
+			s.log.Info("backend draining", attrs...)
+		} else {
+			s.log.Info("backend undrained", attrs...)
 		}
-		s.log.Info(msg, slog.String("pool", ref.Pool), slog.String("backend", ref.Address), slog.String("remote_addr", r.RemoteAddr))
 	}
 	b, err := s.store.Backend(id)
 	if err != nil {

@@ -26,7 +26,7 @@ func newAdmin(t *testing.T) (*Server, *httptest.Server, *balancer.Balancer) {
 		t.Fatal(err)
 	}
 	bal := balancer.New(store, balancer.Options{})
-	s := New(Options{Store: store, Balancer: bal, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s := New(Options{Store: store, Balancer: bal, Logger: slog.New(slog.DiscardHandler)})
 	ts := httptest.NewServer(s)
 	t.Cleanup(ts.Close)
 	return s, ts, bal
@@ -180,7 +180,7 @@ func TestDashboard(t *testing.T) {
 func TestPprof(t *testing.T) {
 	for _, on := range []bool{false, true} {
 		store, _ := registry.New()
-		s := New(Options{Store: store, Balancer: balancer.New(store, balancer.Options{}), Pprof: on, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		s := New(Options{Store: store, Balancer: balancer.New(store, balancer.Options{}), Pprof: on, Logger: slog.New(slog.DiscardHandler)})
 		ts := httptest.NewServer(s)
 		resp, err := http.Get(ts.URL + "/debug/pprof/heap?debug=1")
 		if err != nil {

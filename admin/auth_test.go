@@ -28,7 +28,7 @@ func newGuarded(t *testing.T) (*Server, *httptest.Server) {
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "wsgate_config_generation 1\n") })
 	s := New(Options{
 		Store: store, Balancer: balancer.New(store, balancer.Options{}), Metrics: metrics, Token: token, Pprof: true,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Logger: slog.New(slog.DiscardHandler),
 	})
 	ts := httptest.NewServer(s)
 	t.Cleanup(ts.Close)

@@ -3,6 +3,7 @@ package backend
 import (
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -124,7 +125,7 @@ func (c *client) readPump() {
 func (c *client) handle(m message) bool {
 	if c.chat {
 		if n := c.s.hub.broadcast(c, m); n > 0 {
-			c.s.log.Debug("dropped slow chat members", keyRoom, c.room, keyConns, n)
+			c.s.log.Debug("dropped slow chat members", slog.String(keyRoom, c.room), slog.Int(keyConns, n))
 		}
 		return true
 	}
@@ -157,16 +158,16 @@ func (c *client) finish(err error) {
 	c.conn.Close()
 
 	attrs := []any{
-		keyRemoteAddr, c.remoteAddr,
-		keyPath, c.path,
-		keyCloseCode, code,
-		keyDuration, time.Since(c.start),
+		slog.String(keyRemoteAddr, c.remoteAddr),
+		slog.String(keyPath, c.path),
+		slog.Int(keyCloseCode, code),
+		slog.Duration(keyDuration, time.Since(c.start)),
 	}
 	if c.chat {
-		attrs = append(attrs, keyRoom, c.room)
+		attrs = append(attrs, slog.String(keyRoom, c.room))
 	}
 	if err != nil {
-		attrs = append(attrs, keyErr, err)
+		attrs = append(attrs, slog.Any(keyErr, err))
 	}
 	c.s.log.Debug("websocket closed", attrs...)
 	c.s.conns.release(c)

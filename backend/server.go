@@ -36,10 +36,11 @@ const (
 	maxHeaderBytes    = 16 << 10
 )
 
-// Log attribute keys.
+// Log attribute keys. The package imports nothing else of wsgate's, so it
+// keeps its own, spelled as under "Every key" in the README.
 const (
 	keyBackendID    = "backend_id"
-	keyAddr         = "addr"
+	keyListenAddr   = "listen_addr"
 	keyRemoteAddr   = "remote_addr"
 	keyPath         = "path"
 	keyRoom         = "room"
@@ -142,7 +143,7 @@ func New(opts Options) *Server {
 		s.log = slog.Default()
 	}
 	if s.id != "" {
-		s.log = s.log.With(keyBackendID, s.id)
+		s.log = s.log.With(slog.String(keyBackendID, s.id))
 	}
 	s.upgrader = websocket.Upgrader{
 		HandshakeTimeout: writeWait,
@@ -195,7 +196,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	s.log.Info("serving", keyAddr, ln.Addr().String())
+	s.log.Info("serving", slog.String(keyListenAddr, ln.Addr().String()))
 
 	select {
 	case <-ctx.Done():
@@ -213,7 +214,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer deadline.Stop()
 	srv.SetKeepAlivesEnabled(false)
 	close(s.drain)
-	s.log.Info("draining", keyConns, s.conns.count(), keyDrainTimeout, s.drainTimeout)
+	s.log.Info("draining", slog.Int(keyConns, s.conns.count()), slog.Duration(keyDrainTimeout, s.drainTimeout))
 
 	drained := s.conns.wait(deadline.C)
 
@@ -231,9 +232,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	left := s.conns.closeAll()
 	s.conns.wait(nil)
 	if drained {
-		s.log.Info("drained", keyDuration, time.Since(start))
+		s.log.Info("drained", slog.Duration(keyDuration, time.Since(start)))
 	} else {
-		s.log.Warn("drain timeout, closed remaining connections", keyConns, left, keyDuration, time.Since(start))
+		s.log.Warn("drain timeout, closed remaining connections", slog.Int(keyConns, left), slog.Duration(keyDuration, time.Since(start)))
 	}
 	return nil
 }
@@ -294,7 +295,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, room *st
 		// Upgrade has already answered with an HTTP error.
 		s.hub.leave(c)
 		s.conns.release(nil)
-		s.log.Debug("upgrade rejected", keyRemoteAddr, r.RemoteAddr, keyPath, r.URL.Path, keyErr, err)
+		s.log.Debug("upgrade rejected", slog.String(keyRemoteAddr, r.RemoteAddr), slog.String(keyPath, r.URL.Path), slog.Any(keyErr, err))
 		return
 	}
 	c.conn = conn

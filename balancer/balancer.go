@@ -12,6 +12,12 @@ import (
 	"github.com/wsgate/wsgate/registry"
 )
 
+// Log attribute keys, as listed under "Every key" in the README.
+const (
+	keyPool   = "pool"
+	keyPolicy = "policy"
+)
+
 // ErrNoBackend is returned by Acquire when the pool has no available backend
 // that has not been tried already.
 var ErrNoBackend = errors.New("balancer: no healthy backend")
@@ -178,7 +184,7 @@ func (b *Balancer) rebuild() (poolsChanged, backendsChanged <-chan struct{}, nex
 		policy, ok := policyNamed(p.Policy)
 		if !ok {
 			b.log.Error("unknown balancing policy; using least_connections",
-				slog.String("pool", p.Name), slog.String("policy", p.Policy))
+				slog.String(keyPool, p.Name), slog.String(keyPolicy, p.Policy))
 		}
 		s.pools[p.Name] = poolSnapshot{policy: policy, slowStart: p.SlowStart}
 	}

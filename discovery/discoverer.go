@@ -9,7 +9,7 @@ import (
 	"github.com/wsgate/wsgate/registry"
 )
 
-// Log keys.
+// Log attribute keys, as listed under "Every key" in the README.
 const (
 	keyPool       = "pool"
 	keyBackend    = "backend"
@@ -20,7 +20,7 @@ const (
 	keyBackends   = "backends"
 	keyFailures   = "failures"
 	keyDuration   = "duration"
-	keyActive     = "active_connections"
+	keyConns      = "connections"
 )
 
 // Counter tells how many connections a backend holds now;
@@ -253,7 +253,7 @@ func (d *Discoverer) record(log *slog.Logger, pool string, found []registry.Back
 	}
 	for _, addr := range ch.Vanished {
 		active, _ := d.counts(registry.ID{Pool: pool, Address: addr})
-		log.Info("backend vanished from dns; draining", slog.String(keyBackend, addr), slog.Int64(keyActive, active))
+		log.Info("backend vanished from dns; draining", slog.String(keyBackend, addr), slog.Int64(keyConns, active))
 	}
 	for _, addr := range ch.Removed {
 		log.Info("vanished backend removed", slog.String(keyBackend, addr))

@@ -300,7 +300,7 @@ func TestFailuresKeepTheLastAnswer(t *testing.T) {
 		if got := logs.attr("dns lookup failed; keeping the last answer", keyBackends).Int64(); got != 2 {
 			t.Errorf("failure logged keeping %d backends, want 2", got)
 		}
-		if got := logs.attr("backend vanished from dns; draining", keyActive).Int64(); got != 1 {
+		if got := logs.attr("backend vanished from dns; draining", keyConns).Int64(); got != 1 {
 			t.Errorf("vanished backend logged with %d connections, want 1", got)
 		}
 		for _, msg := range []string{"backend discovered", "backend vanished from dns; draining", "vanished backend removed"} {

@@ -31,6 +31,15 @@ const ConnectionsHeader = "X-Backend-Connections"
 // discarded.
 const maxBody = 64 << 10
 
+// Log attribute keys, as listed under "Every key" in the README.
+const (
+	keyPool       = "pool"
+	keyBackend    = "backend"
+	keyReason     = "reason"
+	keySuppressed = "suppressed"
+	keyErr        = "err"
+)
+
 // reportLifetime is how many probe intervals a backend's load report
 // stands without a new one; then it is withdrawn (LoadReporter.ForgetLoad).
 const reportLifetime = 3
@@ -322,8 +331,8 @@ func (c *Checker) takeLoad(p *prober, st *loadState, ans Answer) {
 		st.badSkipped++
 		return
 	}
-	c.log.Debug("backend load report ignored", slog.String("pool", p.id.Pool), slog.String("backend", p.id.Address),
-		slog.Any("err", ans.BadReport), slog.Int("suppressed", st.badSkipped))
+	c.log.Debug("backend load report ignored", slog.String(keyPool, p.id.Pool), slog.String(keyBackend, p.id.Address),
+		slog.Any(keyErr, ans.BadReport), slog.Int(keySuppressed, st.badSkipped))
 	st.badLogged, st.badSkipped = now, 0
 }
 
@@ -340,14 +349,14 @@ func (c *Checker) setHealth(id registry.ID, h registry.Health, why string) {
 	changed, err := c.store.SetHealth(id, h, why)
 	if err != nil {
 		if !errors.Is(err, registry.ErrNotFound) {
-			c.log.Error("record health", slog.String("pool", id.Pool), slog.String("backend", id.Address), slog.Any("err", err))
+			c.log.Error("record health", slog.String(keyPool, id.Pool), slog.String(keyBackend, id.Address), slog.Any(keyErr, err))
 		}
 		return
 	}
 	if !changed {
 		return
 	}
-	attrs := []any{slog.String("pool", id.Pool), slog.String("backend", id.Address), slog.String("reason", why)}
+	attrs := []any{slog.String(keyPool, id.Pool), slog.String(keyBackend, id.Address), slog.String(keyReason, why)}
 	switch h {
 	case registry.HealthDown:
 		c.log.Warn("backend down", attrs...)

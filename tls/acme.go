@@ -37,6 +37,11 @@ var ErrACMEOptions = errors.New("tls: invalid ACME options")
 // Log attribute keys of the ACME side.
 const (
 	keyDomain     = "domain"
+	keyDomains    = "domains"
+	keyRemoteAddr = "remote_addr"
+	keyCacheKey   = "cache_key"
+	keyFileMode   = "file_mode"
+	keyIssuer     = "issuer"
 	keyServerName = "server_name"
 	keySuppressed = "suppressed"
 	keyErr        = "err"
@@ -135,7 +140,7 @@ func newACMESide(o *ACMEOptions, log *slog.Logger) (*acmeSide, error) {
 		return nil, fmt.Errorf("%w: ACME cache directory %s is not a directory", ErrACMEOptions, o.CacheDir)
 	} else if fi.Mode().Perm()&0o077 != 0 {
 		log.Warn("acme cache directory is accessible to other users; it holds private keys, use mode 0700",
-			slog.String(keyCacheDir, o.CacheDir), slog.String("mode", fi.Mode().Perm().String()))
+			slog.String(keyCacheDir, o.CacheDir), slog.String(keyFileMode, fi.Mode().Perm().String()))
 	}
 
 	dirURL := o.DirectoryURL
@@ -169,7 +174,7 @@ func newACMESide(o *ACMEOptions, log *slog.Logger) (*acmeSide, error) {
 		log:     log,
 		limit:   logLimiter{every: acmeLogEvery},
 	}
-	log.Info("acme enabled", slog.Any("domains", names), slog.String(keyDirectory, dirURL), slog.String(keyCacheDir, o.CacheDir))
+	log.Info("acme enabled", slog.Any(keyDomains, names), slog.String(keyDirectory, dirURL), slog.String(keyCacheDir, o.CacheDir))
 	cache.logCached(names)
 	return s, nil
 }
@@ -182,7 +187,7 @@ func (s *acmeSide) certificate(hello *tls.ClientHelloInfo, name string) (*tls.Ce
 	if err != nil && !isChallenge(hello) {
 		if ok, n := s.limit.allow("acme:" + name); ok {
 			s.log.Error("acme certificate unavailable; handshake refused", slog.String(keyDomain, name),
-				slog.String(keyErr, err.Error()), slog.Int(keySuppressed, n))
+				slog.Any(keyErr, err), slog.Int(keySuppressed, n))
 		}
 	}
 	return c, err
@@ -200,7 +205,7 @@ func isChallenge(hello *tls.ClientHelloInfo) bool {
 func (p *Provider) noCertificate(hello *tls.ClientHelloInfo) error {
 	if ok, n := p.unknown.allow("unknown"); ok {
 		p.logger.Info("no certificate for server name; handshake refused", slog.String(keyServerName, hello.ServerName),
-			slog.String("remote_addr", remoteAddr(hello)), slog.Int(keySuppressed, n))
+			slog.String(keyRemoteAddr, remoteAddr(hello)), slog.Int(keySuppressed, n))
 	}
 	if hello.ServerName == "" {
 		return errors.New("tls: no certificate for a client that sends no server name")
@@ -262,7 +267,7 @@ const accountKey = "acme_account+key"
 func (c *loggingCache) Get(ctx context.Context, key string) ([]byte, error) {
 	data, err := c.Cache.Get(ctx, key)
 	if err == nil {
-		c.note(key, data, "certificate loaded")
+		c.note(key, data, false)
 	}
 	return data, err
 }
@@ -271,10 +276,10 @@ func (c *loggingCache) Put(ctx context.Context, key string, data []byte) error {
 	if err := c.Cache.Put(ctx, key, data); err != nil {
 		// autocert ignores this error: the certificate is served from
 		// memory but will not survive a restart.
-		c.log.Error("acme cache write failed; the certificate will not survive a restart", slog.String("key", key), slog.String(keyErr, err.Error()))
+		c.log.Error("acme cache write failed; the certificate will not survive a restart", slog.String(keyCacheKey, key), slog.Any(keyErr, err))
 		return err
 	}
-	c.note(key, data, "certificate obtained")
+	c.note(key, data, true)
 	return nil
 }
 
@@ -289,13 +294,14 @@ func (c *loggingCache) logCached(domains []string) {
 		case errors.Is(err, autocert.ErrCacheMiss):
 			c.log.Info("acme certificate not cached yet; it is requested on the first connection for the name", slog.String(keyDomain, d))
 		case err != nil:
-			c.log.Warn("acme cache read failed", slog.String(keyDomain, d), slog.String(keyErr, err.Error()))
+			c.log.Warn("acme cache read failed", slog.String(keyDomain, d), slog.Any(keyErr, err))
 		}
 	}
 }
 
-// note logs the certificate in cache entry data once per key and expiry.
-func (c *loggingCache) note(key string, data []byte, msg string) {
+// note logs the certificate in cache entry data once per key and expiry:
+// as obtained from the CA, or as loaded from the cache.
+func (c *loggingCache) note(key string, data []byte, obtained bool) {
 	if key == accountKey || strings.HasSuffix(key, "+token") {
 		return
 	}
@@ -314,9 +320,13 @@ func (c *loggingCache) note(key string, data []byte, msg string) {
 		slog.String(keySource, "acme"),
 		slog.Any(keyNames, leaf.DNSNames),
 		slog.Time(keyNotAfter, leaf.NotAfter),
-		slog.String("issuer", leaf.Issuer.CommonName),
+		slog.String(keyIssuer, leaf.Issuer.CommonName),
 	}
-	c.log.Info(msg, attrs...)
+	if obtained {
+		c.log.Info("certificate obtained", attrs...)
+	} else {
+		c.log.Info("certificate loaded", attrs...)
+	}
 	if left := time.Until(leaf.NotAfter); left < expiryWarning {
 		c.log.Warn("certificate expires soon", append(attrs, slog.Duration(keyExpiresIn, left.Round(time.Minute)))...)
 	}
@@ -356,7 +366,7 @@ const maxProblemSize = 64 << 10
 func (t *problemLogger) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(req)
 	if err != nil {
-		t.log.Warn("acme request failed", slog.String(keyURL, req.URL.String()), slog.String(keyErr, err.Error()))
+		t.log.Warn("acme request failed", slog.String(keyURL, req.URL.String()), slog.Any(keyErr, err))
 		return nil, err
 	}
 	if resp.StatusCode < 400 || !strings.Contains(resp.Header.Get("Content-Type"), "problem+json") {

@@ -27,13 +27,15 @@ var (
 // expiryWarning is how close to its NotAfter a certificate is logged at Warn.
 const expiryWarning = 14 * 24 * time.Hour
 
-// Log attribute keys.
+// Log attribute keys (those of the ACME side are in acme.go), as listed
+// under "Every key" in the README.
 const (
-	keySource    = "source"
-	keyNames     = "names"
-	keyNotAfter  = "not_after"
-	keyExpiresIn = "expires_in"
-	keyCount     = "count"
+	keySource       = "source"
+	keyNames        = "names"
+	keyNotAfter     = "not_after"
+	keyExpiresIn    = "expires_in"
+	keyCertificates = "certificates"
+	keyPeriod       = "period"
 )
 
 // CertFile names a PEM-encoded certificate chain (leaf first) and its
@@ -264,7 +266,7 @@ func (p *Provider) Reload() error {
 		return err
 	}
 	p.publish(entries, now)
-	p.logger.Info("certificates reloaded", slog.Int(keyCount, len(entries)+len(p.certs)))
+	p.logger.Info("certificates reloaded", slog.Int(keyCertificates, len(entries)+len(p.certs)))
 	return nil
 }
 
@@ -289,7 +291,7 @@ func (p *Provider) SetFiles(files []CertFile) error {
 		return ErrNoCertificates
 	}
 	p.publish(entries, now)
-	p.logger.Info("certificates reloaded", slog.Int(keyCount, len(entries)+len(p.certs)))
+	p.logger.Info("certificates reloaded", slog.Int(keyCertificates, len(entries)+len(p.certs)))
 	return nil
 }
 

@@ -98,7 +98,7 @@ func (c *sharedCache) Get(ctx context.Context, key string) ([]byte, error) {
 			return nil, ctxErr
 		}
 		c.log.Warn("acme cache lock unavailable; ordering without it, so other instances may order the same certificate",
-			slog.String(keyCacheDir, c.dir), slog.String("key", key), slog.String(keyErr, lerr.Error()))
+			slog.String(keyCacheDir, c.dir), slog.String(keyCacheKey, key), slog.Any(keyErr, lerr))
 		return data, err
 	}
 	data, err = c.Cache.Get(ctx, key)
@@ -157,7 +157,7 @@ func (c *sharedCache) lock(ctx context.Context, key string) (unlock func(), err 
 // lockSubject is the log attribute naming what key is.
 func lockSubject(key string) slog.Attr {
 	if key == accountKey {
-		return slog.String("account_key", key)
+		return slog.String(keyCacheKey, key)
 	}
 	return slog.String(keyDomain, strings.TrimSuffix(key, "+rsa"))
 }

@@ -53,7 +53,7 @@ func (p *Provider) Watch(ctx context.Context, interval time.Duration) error {
 	filestamp.Poll(ctx, interval, p.changed, func() {
 		p.logger.Info("certificate files changed; reloading")
 		if err := p.Reload(); err != nil {
-			p.logger.Error("certificate reload rejected; the old certificates stay in use", slog.Any("err", err))
+			p.logger.Error("certificate reload rejected; the old certificates stay in use", slog.Any(keyErr, err))
 		}
 	})
 	<-rotated
@@ -82,7 +82,7 @@ func (p *Provider) rotateTickets(ctx context.Context) {
 		p.ticketsMu.Lock()
 		if n := p.tickets.apply(p.cfg, time.Now()); n != p.period && n >= 0 {
 			p.period = n
-			p.logger.Debug("session ticket keys rotated", slog.Int64("period", n))
+			p.logger.Debug("session ticket keys rotated", slog.Int64(keyPeriod, n))
 		}
 		p.ticketsMu.Unlock()
 	}

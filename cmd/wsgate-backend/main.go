@@ -97,7 +97,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	})
 	fmt.Fprintf(stdout, "listening on %s\n", addr)
 	if err := srv.Serve(ctx, ln); err != nil {
-		logger.Error("serve", keyErr, err)
+		logger.Error("serve", slog.Any(keyErr, err))
 		return 1
 	}
 	return 0

@@ -64,10 +64,10 @@ func (g *gateway) keepRestartOnlyTLS(cfg *config.Config) {
 	}
 	if !bytes.Equal(cfg.TLS.Tickets.Secret, g.cfg.TLS.Tickets.Secret) || cfg.TLS.Tickets.Rotate != g.cfg.TLS.Tickets.Rotate {
 		if err := g.certs.SetTickets(cfg.TLS.Tickets); err != nil {
-			g.log.Error("session ticket secret rejected; the old one stays", slog.Any("err", err))
+			g.log.Error("session ticket secret rejected; the old one stays", slog.Any(keyErr, err))
 			cfg.TLS.Tickets = g.cfg.TLS.Tickets
 		} else {
-			g.log.Info("session ticket keys changed", slog.Bool("shared_secret", len(cfg.TLS.Tickets.Secret) > 0))
+			g.log.Info("session ticket keys changed", slog.Bool(keySharedSecret, len(cfg.TLS.Tickets.Secret) > 0))
 		}
 	}
 }

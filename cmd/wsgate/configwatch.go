@@ -32,7 +32,7 @@ type configWatch struct {
 // before it. It returns nil when ctx is done.
 func (w *configWatch) Run(ctx context.Context, reload chan<- os.Signal) error {
 	filestamp.Poll(ctx, w.interval, w.changed, func() {
-		w.log.Info("config file changed; reloading", slog.String("file", w.path))
+		w.log.Info("config file changed; reloading", slog.String(keyFile, w.path))
 		select {
 		case reload <- syscall.SIGHUP:
 		default:

@@ -137,7 +137,7 @@ asyncio.run(m())'
 `, host)
 
 	if err := g.serve(ctx, control{}); err != nil {
-		log.Error("stopped", slog.Any("err", err))
+		log.Error("stopped", slog.Any(keyErr, err))
 		return 1
 	}
 	return 0

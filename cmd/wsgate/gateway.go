@@ -28,6 +28,35 @@ import (
 	"github.com/wsgate/wsgate/upgrade"
 )
 
+// Log attribute keys of wsgate's own lines, as listed under "Every key" in
+// the README.
+const (
+	keyFile                = "file"
+	keyGeneration          = "generation"
+	keyPools               = "pools"
+	keyRoutes              = "routes"
+	keyAdminToken          = "admin_token"
+	keySharedSecret        = "shared_secret"
+	keyListener            = "listener"
+	keyListenAddr          = "listen_addr"
+	keyFrom                = "from"
+	keyTrustedCIDRs        = "trusted_cidrs"
+	keyDrainTimeout        = "drain_timeout"
+	keyUpgradeTimeout      = "upgrade_timeout"
+	keyMaxConnections      = "max_connections"
+	keyMaxConnectionsPerIP = "max_connections_per_ip"
+	keyHandshakeRatePerIP  = "handshake_rate_per_ip"
+	keyMaxMessageBytes     = "max_message_bytes"
+	keyFDLimit             = "fd_limit"
+	keySource              = "source"
+	keyConnections         = "connections"
+	keyDuration            = "duration"
+	keyPID                 = "pid"
+	keyOldPID              = "old_pid"
+	keyNewPID              = "new_pid"
+	keyErr                 = "err"
+)
+
 // gateway is one running wsgate: the registry, balancer, TLS provider,
 // proxy and admin handlers assembled from a config, serving on listeners
 // its caller opened and owns (see openGateway).
@@ -119,11 +148,11 @@ func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log 
 	})
 	for _, l := range lns.All() {
 		if l.From != "" {
-			log.Info("listener inherited", slog.String("listener", l.Name), slog.String("addr", l.Addr().String()), slog.String("from", l.From))
+			log.Info("listener inherited", slog.String(keyListener, l.Name), slog.String(keyListenAddr, l.Addr().String()), slog.String(keyFrom, l.From))
 		}
 	}
-	log.Info("config loaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
-		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)), slog.Bool("admin_token", cfg.Admin.Token != ""))
+	log.Info("config loaded", slog.String(keyFile, cfg.Path), slog.Uint64(keyGeneration, gen),
+		slog.Int(keyPools, len(cfg.Pools)), slog.Int(keyRoutes, len(cfg.Routes)), slog.Bool(keyAdminToken, cfg.Admin.Token != ""))
 	logProxyProtocol(log, cfg)
 	return g, nil
 }
@@ -141,7 +170,7 @@ func acceptLayers(cfg *config.Config) []proxy.AcceptLayer {
 // read, if any.
 func logProxyProtocol(log *slog.Logger, cfg *config.Config) {
 	if cidrs := cfg.ProxyProtocol.TrustedCIDRs; len(cidrs) > 0 {
-		log.Info("proxy protocol headers required", slog.Any("trusted_cidrs", cidrs))
+		log.Info("proxy protocol headers required", slog.Any(keyTrustedCIDRs, cidrs))
 	}
 }
 
@@ -241,24 +270,24 @@ func (g *gateway) reload() {
 func (g *gateway) applyReload() bool {
 	cfg, err := g.opts.Load(g.cfg.Path)
 	if err != nil {
-		g.log.Error("reload rejected; the running config stays", slog.String("file", g.cfg.Path), slog.Uint64("generation", g.store.Generation()))
+		g.log.Error("reload rejected; the running config stays", slog.String(keyFile, g.cfg.Path), slog.Uint64(keyGeneration, g.store.Generation()))
 		var joined interface{ Unwrap() []error }
 		if errors.As(err, &joined) {
 			for _, e := range joined.Unwrap() {
-				g.log.Error("config error", slog.String("err", e.Error()))
+				g.log.Error("config error", slog.Any(keyErr, e))
 			}
 		} else {
-			g.log.Error("config error", slog.String("err", err.Error()))
+			g.log.Error("config error", slog.Any(keyErr, err))
 		}
 		return false
 	}
 	if err := g.certs.SetFiles(cfg.TLS.Certificates); err != nil {
-		g.log.Error("reload rejected; the running config stays", slog.String("file", cfg.Path), slog.Any("err", err))
+		g.log.Error("reload rejected; the running config stays", slog.String(keyFile, cfg.Path), slog.Any(keyErr, err))
 		return false
 	}
 	gen, err := g.store.Apply(cfg.Pools)
 	if err != nil {
-		g.log.Error("reload rejected; the running config stays", slog.String("file", cfg.Path), slog.Any("err", err))
+		g.log.Error("reload rejected; the running config stays", slog.String(keyFile, cfg.Path), slog.Any(keyErr, err))
 		return false
 	}
 	g.proxy.SetRoutes(cfg.Routes)
@@ -271,7 +300,7 @@ func (g *gateway) applyReload() bool {
 	}
 	if cfg.Admin.Token != g.cfg.Admin.Token {
 		g.admin.SetToken(cfg.Admin.Token)
-		g.log.Info("admin token changed", slog.Bool("admin_token", cfg.Admin.Token != ""))
+		g.log.Info("admin token changed", slog.Bool(keyAdminToken, cfg.Admin.Token != ""))
 	}
 	g.keepRestartOnlyTLS(cfg)
 	if cfg.Listen != g.cfg.Listen || cfg.ReusePort != g.cfg.ReusePort || cfg.Admin.Listen != g.cfg.Admin.Listen {
@@ -289,16 +318,16 @@ func (g *gateway) applyReload() bool {
 	if cfg.Limits != g.cfg.Limits || cfg.Tunnels != g.cfg.Tunnels || cfg.Shutdown != g.cfg.Shutdown {
 		g.proxy.SetLimits(proxyLimits(cfg, g.log))
 		g.accept.SetHandshakeTimeout(cfg.Limits.TLSHandshakeTimeout)
-		g.log.Info("limits changed", slog.Int("max_connections_per_ip", cfg.Limits.MaxConnectionsPerIP),
-			slog.Float64("handshake_rate_per_ip", cfg.Limits.HandshakeRatePerIP), slog.Int64("max_message_bytes", cfg.Limits.MaxMessageBytes))
+		g.log.Info("limits changed", slog.Int(keyMaxConnectionsPerIP, cfg.Limits.MaxConnectionsPerIP),
+			slog.Float64(keyHandshakeRatePerIP, cfg.Limits.HandshakeRatePerIP), slog.Int64(keyMaxMessageBytes, cfg.Limits.MaxMessageBytes))
 	}
 	if cfg.Log != g.cfg.Log {
 		g.log.Warn("log.format changes only on restart; kept the running one")
 		cfg.Log = g.cfg.Log
 	}
 	g.cfg = cfg
-	g.log.Info("config reloaded", slog.String("file", cfg.Path), slog.Uint64("generation", gen),
-		slog.Int("pools", len(cfg.Pools)), slog.Int("routes", len(cfg.Routes)))
+	g.log.Info("config reloaded", slog.String(keyFile, cfg.Path), slog.Uint64(keyGeneration, gen),
+		slog.Int(keyPools, len(cfg.Pools)), slog.Int(keyRoutes, len(cfg.Routes)))
 	return true
 }
 
@@ -368,13 +397,13 @@ wait:
 		case <-ctl.upgrade:
 			c, err := ctl.successor(g)
 			if err != nil {
-				g.log.Error("binary upgrade failed; serving on", slog.Any("err", err))
+				g.log.Error("binary upgrade failed; serving on", slog.Any(keyErr, err))
 				continue
 			}
 			child = c
 			break wait
 		case <-ctx.Done():
-			g.log.Info("shutting down", slog.Duration("drain_timeout", g.cfg.Shutdown.DrainTimeout))
+			g.log.Info("shutting down", slog.Duration(keyDrainTimeout, g.cfg.Shutdown.DrainTimeout))
 			break wait
 		case <-egCtx.Done():
 			failed = egCtx.Err()
@@ -398,7 +427,7 @@ wait:
 	drain.Go(func() { _ = proxySrv.Shutdown(drainCtx) })
 	drain.Go(func() {
 		if err := g.proxy.Shutdown(drainCtx); err != nil {
-			g.log.Warn("drain timeout reached; closed the remaining tunnels", slog.Duration("drain_timeout", g.cfg.Shutdown.DrainTimeout))
+			g.log.Warn("drain timeout reached; closed the remaining tunnels", slog.Duration(keyDrainTimeout, g.cfg.Shutdown.DrainTimeout))
 		}
 	})
 	if httpSrv != nil {

@@ -18,21 +18,21 @@ func connectionLimit(configured int, log *slog.Logger) int {
 	limit, err := fdlimit.Raise()
 	switch {
 	case err != nil && limit == 0:
-		log.Warn("cannot read the file-descriptor limit", slog.Any("err", err))
+		log.Warn("cannot read the file-descriptor limit", slog.Any(keyErr, err))
 		return configured
 	case err != nil:
-		log.Warn("cannot raise the file-descriptor limit", slog.Any("err", err))
+		log.Warn("cannot raise the file-descriptor limit", slog.Any(keyErr, err))
 	}
 	fds := int(min(limit, 1<<30))
 	if configured > 0 {
 		if 2*configured+fdReserve > fds {
 			log.Warn("limits.max_connections exceeds what the file-descriptor limit allows",
-				slog.Int("max_connections", configured), slog.Int("fd_limit", fds))
+				slog.Int(keyMaxConnections, configured), slog.Int(keyFDLimit, fds))
 		}
-		log.Info("connection limit", slog.Int("max_connections", configured), slog.Int("fd_limit", fds))
+		log.Info("connection limit", slog.Int(keyMaxConnections, configured), slog.Int(keyFDLimit, fds))
 		return configured
 	}
 	derived := max(1, (fds-fdReserve)/2)
-	log.Info("connection limit", slog.Int("max_connections", derived), slog.Int("fd_limit", fds), slog.String("source", "file-descriptor limit"))
+	log.Info("connection limit", slog.Int(keyMaxConnections, derived), slog.Int(keyFDLimit, fds), slog.String(keySource, "file-descriptor limit"))
 	return derived
 }

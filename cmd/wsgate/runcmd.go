@@ -64,7 +64,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wsgate run:", err)
 		return 1
 	}
-	log = log.With(slog.Int("pid", os.Getpid()))
+	log = log.With(slog.Int(keyPID, os.Getpid()))
 	g, lns, err := openGateway(ctx, cfg, opts, log)
 	if err != nil {
 		fmt.Fprintln(stderr, "wsgate run:", err)
@@ -106,16 +106,16 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			if parent != nil {
 				g.settle(ctx)
 				if err := parent.Ready(); err != nil {
-					log.Error("binary upgrade: tell the old process", slog.Any("err", err))
+					log.Error("binary upgrade: tell the old process", slog.Any(keyErr, err))
 				}
-				log.Info("binary upgrade: serving in place of the old process", slog.Int("old_pid", os.Getppid()))
+				log.Info("binary upgrade: serving in place of the old process", slog.Int(keyOldPID, os.Getppid()))
 				g.predecessor = make(chan struct{})
 				go g.inheritCounts(inheritCtx, parent)
 			}
 			// After Ready: the PID file names the process that serves.
 			if *pidFile != "" {
 				if err := writePIDFile(*pidFile); err != nil {
-					log.Error("write the PID file", slog.String("file", *pidFile), slog.Any("err", err))
+					log.Error("write the PID file", slog.String(keyFile, *pidFile), slog.Any(keyErr, err))
 				}
 			}
 		},
@@ -123,7 +123,7 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	err = g.serve(ctx, ctl)
 	g.afterHandOver(ctx)
 	if err != nil {
-		log.Error("stopped", slog.Any("err", err))
+		log.Error("stopped", slog.Any(keyErr, err))
 		return 1
 	}
 	log.Info("stopped")

@@ -46,7 +46,7 @@ func successorStarter(args []string, stdout, stderr io.Writer) func(*gateway) (*
 				f.Close()
 			}
 		}()
-		g.log.Info("binary upgrade: starting a new process", slog.String("path", path))
+		g.log.Info("binary upgrade: starting a new process", slog.String(keyFile, path))
 		child, err := upgrade.Start(context.Background(), upgrade.Options{
 			Path: path, Args: args, Files: files, FilesEnv: env,
 			// Files, not pipes: the new process writes where this one
@@ -57,8 +57,8 @@ func successorStarter(args []string, stdout, stderr io.Writer) func(*gateway) (*
 		if err != nil {
 			return nil, err
 		}
-		g.log.Info("binary upgrade: the new process serves; this one drains", slog.Int("new_pid", child.Pid),
-			slog.Int("tunnels", g.proxy.ActiveTunnels()), slog.Duration("upgrade_timeout", g.cfg.Shutdown.UpgradeTimeout))
+		g.log.Info("binary upgrade: the new process serves; this one drains", slog.Int(keyNewPID, child.Pid),
+			slog.Int(keyConnections, g.proxy.ActiveTunnels()), slog.Duration(keyUpgradeTimeout, g.cfg.Shutdown.UpgradeTimeout))
 		return child, nil
 	}
 }
@@ -111,9 +111,9 @@ func (g *gateway) handOver(ctx context.Context, child *upgrade.Child, servers ..
 		g.log.Info("binary upgrade: every tunnel has ended")
 	case <-timer.C:
 		g.log.Info("binary upgrade: upgrade_timeout reached; closing the remaining tunnels",
-			slog.Int("tunnels", g.proxy.ActiveTunnels()), slog.Duration("upgrade_timeout", g.cfg.Shutdown.UpgradeTimeout))
+			slog.Int(keyConnections, g.proxy.ActiveTunnels()), slog.Duration(keyUpgradeTimeout, g.cfg.Shutdown.UpgradeTimeout))
 	case <-ctx.Done():
-		g.log.Info("shutting down", slog.Duration("drain_timeout", g.cfg.Shutdown.DrainTimeout))
+		g.log.Info("shutting down", slog.Duration(keyDrainTimeout, g.cfg.Shutdown.DrainTimeout))
 	}
 }
 
@@ -166,7 +166,7 @@ func (g *gateway) settle(ctx context.Context) {
 		}
 		select {
 		case <-ctx.Done():
-			g.log.Warn("binary upgrade: serving before every pool has its backends", slog.Duration("waited", settleBound))
+			g.log.Warn("binary upgrade: serving before every pool has its backends", slog.Duration(keyDuration, settleBound))
 			return
 		case <-poolsChanged:
 		case <-backendsChanged:
@@ -215,7 +215,7 @@ func (g *gateway) inheritCounts(ctx context.Context, parent *upgrade.Parent) {
 		}
 		g.bal.SetInherited(m)
 		if total != last {
-			g.log.Info("binary upgrade: older processes hold connections", slog.Int64("connections", total))
+			g.log.Info("binary upgrade: older processes hold connections", slog.Int64(keyConnections, total))
 			last = total
 		}
 	})
