@@ -131,7 +131,7 @@ type liveGateway struct {
 // reference backends, until the test ends.
 func startLiveGateway(t *testing.T) *liveGateway {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
 	var running sync.WaitGroup
 	t.Cleanup(func() {
@@ -563,7 +563,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	held = lg.traffic(t, held, opened, traffic)
 	// The click drained it for wsgate, not just on the page: new tunnels go
 	// elsewhere.
-	views = lg.expect(t, held, opened, states)
+	lg.expect(t, held, opened, states)
 	for range 2 {
 		tn := lg.open(t, "/ws")
 		if tn.backend == ref.Address {

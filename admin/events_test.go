@@ -296,7 +296,9 @@ func TestEventsOutliveServerTimeouts(t *testing.T) {
 	go func() { done <- srv.Serve(ln) }()
 	defer func() {
 		_ = srv.Close()
-		<-done
+		if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("Serve() = %v, want http.ErrServerClosed", err)
+		}
 	}()
 	es := openEvents(t, "http://"+ln.Addr().String(), nil)
 	start := time.Now()
@@ -344,7 +346,7 @@ func TestToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := New(Options{Store: store, Balancer: balancer.New(store, balancer.Options{}), Token: "s3cret",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: slog.New(slog.DiscardHandler)})
 	s.countsEvery = time.Hour
 	drain := `{"pool":"app","address":"127.0.0.1:9001"}`
 	for _, tc := range []struct {

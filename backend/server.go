@@ -227,7 +227,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err != nil {
 		srv.Close()
 	}
-	<-errc
+	<-errc //nolint:errcheck // Serve has returned, with http.ErrServerClosed
 
 	left := s.conns.closeAll()
 	s.conns.wait(nil)

@@ -66,7 +66,7 @@ func TestEchoOverLimit(t *testing.T) {
 			conn, _ := dial(t, nil, ts.url("ws", "/ws"), nil)
 			// The write may or may not complete before the server closes;
 			// only what the client reads back matters.
-			conn.WriteMessage(websocket.BinaryMessage, make([]byte, tc.size))
+			_ = conn.WriteMessage(websocket.BinaryMessage, make([]byte, tc.size))
 			_, _, err := readMessage(t, conn)
 			if got := closeCode(err); got != websocket.CloseMessageTooBig {
 				t.Errorf("ReadMessage() after a %d-byte message = %v, want close %d", tc.size, err, websocket.CloseMessageTooBig)

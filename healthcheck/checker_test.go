@@ -209,7 +209,9 @@ func TestPendingFirstVerdict(t *testing.T) {
 				go func() { done <- c.Run(ctx) }()
 				defer func() {
 					cancel()
-					<-done
+					if err := <-done; err != nil {
+						t.Errorf("Run() = %v, want nil", err)
+					}
 				}()
 				time.Sleep(check.Interval / 2) // the first probe goes out within interval/20
 				synctest.Wait()
@@ -471,7 +473,9 @@ func TestObserverSeesEveryProbe(t *testing.T) {
 		time.Sleep(3500 * time.Millisecond) // four probes, one a second
 		synctest.Wait()
 		cancel()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v, want nil", err)
+		}
 		obs.mu.Lock()
 		defer obs.mu.Unlock()
 		if len(obs.probes) != 4 {

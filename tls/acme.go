@@ -376,7 +376,10 @@ func (t *problemLogger) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp.Body.Close()
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 	if err != nil {
-		return resp, nil // the client reports the short body
+		// Not an error of the round trip: the CA did answer. The client
+		// sees its status code (which decides whether it retries) and
+		// reports the short body.
+		return resp, nil //nolint:nilerr // see above
 	}
 	var prob struct {
 		Type   string `json:"type"`

@@ -15,8 +15,8 @@
 // This package is named tls, like its directory, and inside it the standard
 // library's crypto/tls is imported without an alias, so every tls.Config,
 // tls.Certificate and tls.VersionTLS12 in this package means crypto/tls.
-// Callers outside that need both packages in one file import this one as
-// wstls (enforced by importas):
+// Callers outside import this one as wstls, whether or not the file also
+// needs crypto/tls (importas, in .golangci.yml, enforces it):
 //
 //	import (
 //		"crypto/tls"

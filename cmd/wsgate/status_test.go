@@ -3,12 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
-	"fmt"
+	"errors"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -96,9 +97,12 @@ func TestAdminTokenAndStatus(t *testing.T) {
 			t.Errorf("status row for %s = %v, want pool app, healthy", addr, r)
 			continue
 		}
-		var a, tt int
-		fmt.Sscan(r[3], &a)
-		fmt.Sscan(r[4], &tt)
+		a, err1 := strconv.Atoi(r[3])
+		tt, err2 := strconv.Atoi(r[4])
+		if err := errors.Join(err1, err2); err != nil {
+			t.Errorf("status row for %s = %v: counts: %v", addr, r, err)
+			continue
+		}
 		active, total = active+a, total+tt
 	}
 	if active != 1 || total != 1 {
