@@ -1,3 +1,7 @@
+//go:build linux
+
+// The browser test drives Chromium and reads /proc: Linux only.
+
 package admin_test
 
 import (

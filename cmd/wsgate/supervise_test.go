@@ -1,3 +1,7 @@
+//go:build unix
+
+// The supervisor example is a bash script driven with Unix signals.
+
 package main
 
 import (

@@ -1,3 +1,7 @@
+//go:build unix
+
+// The binary upgrade (SIGUSR2, inherited descriptors) is Unix only.
+
 package main
 
 import (
