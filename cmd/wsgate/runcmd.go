@@ -71,16 +71,18 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer lns.Close()
+	// SIGHUP reloads the config file, and so does a change to it with
+	// -watch-config; SIGUSR2 hands over to a new process. The handler is
+	// in place before the listening lines say wsgate is up: a SIGHUP sent
+	// on them would otherwise end the process (Go's default for SIGHUP).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	fmt.Fprintf(stdout, "wsgate: proxy listening on %s\n", g.proxyURL())
 	fmt.Fprintf(stdout, "wsgate: admin listening on %s\n", g.adminURL())
 	if g.httpLn != nil {
 		fmt.Fprintf(stdout, "wsgate: http listening on %s\n", g.httpURL())
 	}
-	// SIGHUP reloads the config file, and so does a change to it with
-	// -watch-config; SIGUSR2 hands over to a new process.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	if *watch > 0 {
 		cw := &configWatch{path: *path, interval: *watch, log: log, loaded: loaded}
 		watchCtx, stopWatch := context.WithCancel(ctx)
