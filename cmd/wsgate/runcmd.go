@@ -56,6 +56,17 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "wsgate run:", err)
 		return 2
 	}
+	// SIGHUP reloads the config file, and so does a change to it with
+	// -watch-config; SIGUSR2 hands over to a new process. The handlers are
+	// in place before anything could tell a supervisor that wsgate is up
+	// (the listening lines, the pid file): either signal would otherwise
+	// end the process (Go's default for both). One that comes before
+	// wsgate serves waits for it.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	usr2, stopUsr2 := notifyUpgrade()
+	defer stopUsr2()
 	// A process started by a binary upgrade: its parent waits for it to
 	// serve, and reports what it still holds. Generations of a binary
 	// upgrade write to the same log: each line says which process wrote it.
@@ -71,13 +82,6 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer lns.Close()
-	// SIGHUP reloads the config file, and so does a change to it with
-	// -watch-config; SIGUSR2 hands over to a new process. The handler is
-	// in place before the listening lines say wsgate is up: a SIGHUP sent
-	// on them would otherwise end the process (Go's default for SIGHUP).
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	fmt.Fprintf(stdout, "wsgate: proxy listening on %s\n", g.proxyURL())
 	fmt.Fprintf(stdout, "wsgate: admin listening on %s\n", g.adminURL())
 	if g.httpLn != nil {
@@ -96,8 +100,6 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			<-watched
 		}()
 	}
-	usr2, stopUsr2 := notifyUpgrade()
-	defer stopUsr2()
 	inheritCtx, stopInherit := context.WithCancel(context.Background())
 	defer stopInherit()
 	ctl := control{
