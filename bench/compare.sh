@@ -45,46 +45,10 @@ ping_interval=5s
 base_bin=""
 out=""
 
-while (($# > 0)); do
-	opt=${1#-}
-	opt=${opt#-}
-	case $opt in
-	h | help)
-		usage
-		exit 0
-		;;
-	runs | duration | warmup | scenarios | proxies | idle-conns | idle-hold | ping-interval | base-bin | out)
-		if (($# < 2)); then
-			echo "compare.sh: $1 needs a value" >&2
-			exit 2
-		fi
-		case $opt in
-		runs) runs=$2 ;;
-		duration) duration=$2 ;;
-		warmup) warmup=$2 ;;
-		scenarios) scenarios=$2 ;;
-		proxies) proxies=$2 ;;
-		idle-conns) idle_conns=$2 ;;
-		idle-hold) idle_hold=$2 ;;
-		ping-interval) ping_interval=$2 ;;
-		base-bin) base_bin=$2 ;;
-		out) out=$2 ;;
-		esac
-		shift 2
-		;;
-	*)
-		echo "compare.sh: unknown argument $1" >&2
-		usage >&2
-		exit 2
-		;;
-	esac
-done
-
-log() { printf 'compare: %s\n' "$*" >&2; }
-die() {
-	printf 'compare: %s\n' "$*" >&2
-	exit 1
-}
+prog=compare
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_flags "runs duration warmup scenarios proxies idle-conns idle-hold ping-interval base-bin out" "$@"
 
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "-runs $runs: want a positive integer"
 [[ $idle_conns =~ ^[1-9][0-9]*$ ]] || die "-idle-conns $idle_conns: want a positive integer"
@@ -108,22 +72,6 @@ for p in "${proxy_list[@]}"; do
 	esac
 done
 
-# secs DURATION: a Go duration (90s, 2m, 1m30s, 500ms) in whole seconds,
-# rounded up; used only to bound how long we wait.
-secs() {
-	local d=$1 total=0 n unit
-	while [[ $d =~ ^([0-9]+)(ms|s|m|h)(.*)$ ]]; do
-		n=${BASH_REMATCH[1]} unit=${BASH_REMATCH[2]} d=${BASH_REMATCH[3]}
-		case $unit in
-		ms) total=$((total + (n + 999) / 1000)) ;;
-		s) total=$((total + n)) ;;
-		m) total=$((total + n * 60)) ;;
-		h) total=$((total + n * 3600)) ;;
-		esac
-	done
-	[[ -z $d ]] || die "bad duration $1; use Go syntax such as 10s, 2m or 1m30s"
-	echo "$total"
-}
 duration_s=$(secs "$duration")
 warmup_s=$(secs "$warmup")
 idle_hold_s=$(secs "$idle_hold")
@@ -137,82 +85,9 @@ bin=$out/bin
 results=$out/results.jsonl
 : >"$results"
 
-# ---------------------------------------------------------------- processes
-
-# Every process we start is recorded here and stopped on exit, by PID.
-started=()
-
-# stop_pid PID: SIGTERM, wait up to 10s, then SIGKILL.
-stop_pid() {
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		log "pid $pid ignored SIGTERM for 10s; sending SIGKILL"
-		kill -KILL "$pid" 2>/dev/null || true
-	fi
-	wait "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-	local i
-	for ((i = ${#started[@]} - 1; i >= 0; i--)); do
-		stop_pid "${started[i]}"
-	done
-	started=()
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-forget_pid() {
-	local pid=$1 keep=() p
-	for p in "${started[@]}"; do
-		[[ $p == "$pid" ]] || keep+=("$p")
-	done
-	started=("${keep[@]}")
-}
-
-# wait_line FILE TEXT SECONDS PID: wait until FILE has a line containing
-# TEXT, then print that line; fail if PID exits first or time runs out.
-wait_line() {
-	local file=$1 text=$2 limit=$3 pid=$4 i line
-	for ((i = 0; i < limit * 10; i++)); do
-		if line=$(grep -m1 -F -- "$text" "$file" 2>/dev/null); then
-			echo "$line"
-			return 0
-		fi
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	log "no \"$text\" from pid $pid within ${limit}s; its log ($file):"
-	tail -n 20 "$file" >&2 || true
-	return 1
-}
-
-# free_port: a loopback TCP port nobody listens on right now.
-free_port() {
-	local p
-	for ((p = 20000 + RANDOM % 20000; ; p++)); do
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-}
-
 # ------------------------------------------------------------------- set up
 
-# One file descriptor limit for everything: 20000 (or the hard limit).
-hard=$(ulimit -Hn)
-if [[ $hard == unlimited ]] || ((hard >= 20000)); then
-	ulimit -n 20000
-else
-	log "hard fd limit is $hard, below 20000: idle runs may fail above $(((hard - 100) / 2)) connections"
-	ulimit -n "$hard"
-fi
+raise_fd_limit
 
 missing=()
 for p in "${proxy_list[@]}"; do
@@ -235,14 +110,7 @@ if ((${#missing[@]} > 0)); then
 	done
 fi
 
-log "building into $bin"
-# -buildvcs=auto overrides a GOFLAGS=-buildvcs=false: "wsgate version" in
-# the results then names the commit measured.
-for cmd in wsgate wsgate-backend wsgate-bench; do
-	go build -buildvcs=auto -o "$bin/$cmd" "./cmd/$cmd"
-done
-go build -o "$bin/gencert" ./bench/gencert
-"$bin/gencert" -dir "$out/certs" -hosts 127.0.0.1,localhost >/dev/null
+build_bins "$bin" "$out/certs"
 cert=$out/certs/cert.pem
 key=$out/certs/key.pem
 combined=$out/certs/combined.pem
