@@ -278,9 +278,12 @@ func closeHandshake(c *websocket.Conn) error {
 	return awaitClose(c)
 }
 
-func sendClose(c *websocket.Conn) error {
+func sendClose(c *websocket.Conn) error { return sendCloseWithin(c, closeWait) }
+
+// sendCloseWithin sends a 1000 close that must be written within d.
+func sendCloseWithin(c *websocket.Conn, d time.Duration) error {
 	msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
-	return tag(errClose, c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(closeWait)))
+	return tag(errClose, c.WriteControl(websocket.CloseMessage, msg, time.Now().Add(d)))
 }
 
 // awaitClose reads until the peer's close frame, which must say 1000.

@@ -20,6 +20,10 @@
 //	            handshake, TCP close. Sequences per second and their latency.
 //	idle        open -c connections (64 at a time), one echo each, hold them
 //	            for -duration. With -pid, the proxy's RSS per connection.
+//	            SIGTERM or Ctrl-C during the hold ends it early; either way
+//	            every connection then gets a close handshake, whose answers
+//	            are awaited while they keep coming (2s without one ends the
+//	            wait). Several generators can share a target: bench/scale.sh.
 //
 // With -json the human summary goes to stderr and one JSON line (see Result
 // in result.go) to stdout. Exit status: 0 when something was measured, 1
@@ -483,15 +487,22 @@ func (b *bench) stopWorkers(wg *sync.WaitGroup, stop, hard context.CancelFunc) {
 	hard()
 }
 
-// waitWithin waits for wg up to d and reports whether it finished in time.
-// When it did not, a goroutine still waits for wg; the caller must make it
-// finish.
-func waitWithin(wg *sync.WaitGroup, d time.Duration) bool {
+// doneChan returns a channel that closes once wg is done. The goroutine
+// behind it waits for wg: the caller must make wg finish.
+func doneChan(wg *sync.WaitGroup) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		wg.Wait()
 		close(done)
 	}()
+	return done
+}
+
+// waitWithin waits for wg up to d and reports whether it finished in time.
+// When it did not, a goroutine still waits for wg; the caller must make it
+// finish.
+func waitWithin(wg *sync.WaitGroup, d time.Duration) bool {
+	done := doneChan(wg)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
