@@ -237,9 +237,14 @@ start_gateways() {
 		for a in "${backend_addrs[@]}"; do
 			echo "      - address: \"$a\""
 		done
+		# The backends share two cores with the generators: a probe may
+		# wait its turn. 1 s and three failures in a row, not the default
+		# 500 ms and two, so that a busy moment is not a backend down.
 		echo "    health_check:"
 		echo "      path: /healthz"
 		echo "      interval: 1s"
+		echo "      timeout: 1s"
+		echo "      unhealthy_threshold: 3"
 		echo "routes:"
 		echo "  - pool: bench"
 	} >"$dir/wsgate.yaml"
@@ -248,7 +253,7 @@ start_gateways() {
 	for ((i = 1; i <= n; i++)); do
 		ap=$(free_port)
 		[[ $ap != "$port" ]] || ap=$(free_port)
-		"$bin/wsgate" run -config "$dir/wsgate.yaml" -admin "127.0.0.1:$ap" -log-level warn >"$dir/wsgate-$i.log" 2>&1 &
+		"$bin/wsgate" run -config "$dir/wsgate.yaml" -admin "127.0.0.1:$ap" >"$dir/wsgate-$i.log" 2>&1 &
 		pid=$!
 		started+=("$pid")
 		gw_pids+=("$pid")
@@ -386,6 +391,17 @@ phase() {
 		refused+=("$(metric_sum wsgate_limited_total <"$m")")
 		not_ok+=("$(metric_sum wsgate_upgrades_total 'result="ok"' <"$m")")
 	done
+	# Every tunnel here ends with the client's 1000 close; any other end
+	# (a backend's keep-alive giving up, a drop) is listed from the logs'
+	# "tunnel closed" lines, which say who ended it and the bytes each way.
+	local odd_closes
+	odd_closes=$(cat "$dir"/metrics-*.txt | metric_sum wsgate_closes_total 'code="1000",initiator="client"')
+	grep -h 'msg="tunnel closed"' "$dir"/wsgate-*.log | grep -v 'close_code=1000 closed_by=client' >"$dir/odd-closes.log" || true
+	local odd_detail=""
+	if ((odd_closes > 0)); then
+		odd_detail=" (odd-closes.log: $(sed -E 's/.* (close_code=[^ ]*) (closed_by=[^ ]*).*/\1 \2/' "$dir/odd-closes.log" |
+			sort | uniq -c | awk '{printf "%s%d× %s %s", s, $1, $2, $3; s = ", "}'))"
+	fi
 	for pid in "${gw_pids[@]}"; do
 		stop_pid "$pid"
 		forget_pid "$pid"
@@ -458,7 +474,7 @@ phase() {
 		echo "### $name: $n process(es), $target connections asked for"
 		echo
 		echo "- connections held: **$sum_held** by wsgate's count (sum of \`wsgate_backend_active_connections\`), $opened opened by the $ngen generator(s); still $sum_held2 at the end of the hold"
-		echo "- failures: **$failures** — generators: $failed failed to open, $errors errors in all (opening, dropped while held, closing); echo run: $echo_errors errors; wsgate: $sum_refused refused by a limit, $sum_not_ok upgrades not ok"
+		echo "- failures: **$failures** — generators: $failed failed to open, $errors errors in all (opening, dropped while held, closing); echo run: $echo_errors errors; wsgate: $sum_refused refused by a limit, $sum_not_ok upgrades not ok; $odd_closes tunnel(s) ended otherwise than by the client's close 1000$odd_detail"
 		printf -- '- opening took %.1fs (%.0f connections/s); the phase %ds\n' "$open_s" "$(calc "$open_s > 0 ? $opened / $open_s : 0")" "$elapsed"
 		echo "- wsgate RSS: $((sum_rss1 / 1024)) MiB in all once open; per connection $(printf '%.0f' "$rss_per") bytes once open (baseline before connecting subtracted), $(printf '%.0f' "$rss_per2") bytes at the end of the hold"
 		echo "- wsgate CPU while idle: $(printf '%.2f' "$cpu_total_s") s over $(printf '%.1f' "$hold_real") s, $(printf '%.2f' "$idle_pct_core")% of one core in all, $(printf '%.3f' "$per_k")% of a core per 1,000 idle tunnels"
