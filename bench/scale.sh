@@ -6,7 +6,7 @@
 #
 # Usage, from the repository root:
 #
-#   bench/scale.sh [-procs 4] [-conns 9700] [-single-conns 9900]
+#   bench/scale.sh [-procs 4] [-conns 9600] [-single-conns 9900]
 #                  [-backends 4] [-gen-max 10000] [-hold 60s]
 #                  [-echo-duration 10s] [-echo-conns 32] [-out bench/results/scale-DATE]
 #
@@ -19,7 +19,9 @@
 # process holding -single-conns connections (0 skips this phase), then
 # -procs processes on one port, each with its own -admin, holding -procs ×
 # -conns in all (the kernel spreads them by a hash of their addresses, so
-# not exactly -conns each). In each phase several wsgate-bench idle
+# not exactly -conns each: the default leaves the busiest process about
+# four standard deviations below wsgate's max_connections; the script
+# prints the margin). In each phase several wsgate-bench idle
 # generators (at most -gen-max connections each, each from its own 254
 # source addresses 127.0.G.1-254) open the connections through the shared
 # port to -backends wsgate-backend processes; once all are open the
@@ -41,7 +43,7 @@ usage() {
 }
 
 procs=4
-conns=9700
+conns=9600
 single_conns=9900
 backends=4
 gen_max=10000
@@ -92,7 +94,14 @@ if (((total + backends - 1) / backends + 64 > fds)); then
 	die "$total connections over $backends backends is more than one backend's $fds descriptors; add -backends"
 fi
 ((gen_max + 64 <= fds)) || die "-gen-max $gen_max: more than a generator's $fds descriptors"
+# SO_REUSEPORT hashes: per process the count is about binomial(total,
+# 1/procs). How far the mean (with the echo run's share) sits below
+# max_connections, in standard deviations; below ~3, some runs will see
+# one process refuse upgrades with 503.
+margin=$(awk -v n="$total" -v p="$procs" -v c="$conns" -v e="$echo_conns" -v m="$max_conns" \
+	'BEGIN { sd = sqrt(n / p * (1 - 1 / p)); printf "%.1f", (sd > 0 ? (m - c - e / p) / sd : 99) }')
 
+log "$procs × $conns: the mean per process sits $margin standard deviations below max_connections ($max_conns)"
 build_bins "$bin" "$out/certs"
 clk_tck=$(getconf CLK_TCK)
 
@@ -107,6 +116,7 @@ clk_tck=$(getconf CLK_TCK)
 	echo "- Go: $(go version | cut -d' ' -f3-)"
 	echo "- wsgate: $("$bin/wsgate" version 2>&1 | head -n1)"
 	echo "- fd limit: $fds per process, so wsgate's derived limits.max_connections is $max_conns"
+	echo "- $procs × $conns: the mean per process sits $margin standard deviations of the reuse_port hash below max_connections"
 	echo "- load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo
 } >"$out/context.md"
