@@ -37,7 +37,7 @@ type copier struct {
 	relayFn func([]byte) (int, error)
 
 	// Parking (park.go).
-	state      atomic.Int32 // stateRunning, stateWaiting or stateParked
+	state      atomic.Int32 // stateRunning, stateWaiting, stateParking or stateParked
 	waitSince  atomic.Int64 // Handler.epoch of src's last bytes
 	pingDue    atomic.Bool  // down only: send the client a ping at the next frame boundary
 	parkReq    atomic.Bool  // requestPark woke this copier to park
@@ -159,6 +159,8 @@ func (c *copier) copy() error {
 				return errParked
 			}
 			continue
+		case c.wokenForShutdown(err):
+			continue // going away since the first look: the loop's top sees it
 		}
 		return err
 	}

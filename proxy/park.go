@@ -33,6 +33,7 @@ var errParked = errors.New("proxy: copier parked")
 const (
 	stateRunning int32 = iota
 	stateWaiting       // in the runtime poller, since waitSince
+	stateParking       // its goroutine is handing it to the parker
 	stateParked        // in the parker's epoll set, no goroutine
 )
 
@@ -61,22 +62,27 @@ func (c *copier) wake() {
 	switch c.state.Load() {
 	case stateWaiting:
 		_ = c.src.SetReadDeadline(aLongTimeAgo)
-	case stateParked:
+	case stateParking, stateParked:
 		c.resume()
 	}
 }
 
-// woken reports whether err is the expired deadline of a wake-up (park or
-// ping), and if so undoes that deadline. A wake-up's flag is set before its
-// deadline, and the deadline is undone here before the flags are read:
-// whatever wake-up comes after this either sets a flag that is seen now,
-// or expires the next Relay's deadline again.
+// woken reports whether err is an expired read deadline that woke the
+// copier while the tunnel is not going away, and if so undoes it.
+//
+// Every read deadline on a tunnel's source is a wake-up (a park request,
+// a ping due, goAway's), and its flag says what for; but a flag may be
+// handled before its deadline comes (a ping is sent as soon as a burst
+// ends, say, and two sweeps may ask the same copier to park), so a
+// deadline may come with no flag left. That one is spurious, and the
+// copier carries on: taking it for a timeout once ended tunnels with
+// "i/o timeout" (TestParkAndWakeStorm). Undoing it cannot hide goAway's:
+// goAway sets stopping before its deadline, and the copy loop looks at
+// stopping after this.
 func (c *copier) woken(err error) bool {
-	if !errors.Is(err, os.ErrDeadlineExceeded) || c.t.stopping.Load() || (!c.parkReq.Load() && !c.pingDue.Load()) {
+	if !errors.Is(err, os.ErrDeadlineExceeded) || c.t.stopping.Load() {
 		return false
 	}
-	// If goAway expired it meanwhile, its stopping flag, checked next
-	// round, tells.
 	_ = c.src.SetReadDeadline(time.Time{})
 	return true
 }
@@ -93,19 +99,22 @@ func (c *copier) tryPark() bool {
 		return false // bytes are waiting already
 	}
 	c.parkedOn, c.parkedSock = p, sock
-	// Parked before the socket is armed: an event may fire at once.
-	c.state.Store(stateParked)
+	// Marked before the socket is armed, as an event may fire at once.
+	// While the mark says parking, this goroutine still owns the copier:
+	// a resume meanwhile (the event, a ping, a shutdown) only takes the
+	// mark away, and this goroutine carries on instead of a new one. So
+	// two goroutines never run one copier, and the registration undone
+	// below is always this call's own.
+	c.state.Store(stateParking)
 	if !p.Park(sock, c) {
-		// Not parked after all, unless someone resumed it meanwhile (then
-		// a new goroutine runs it and this one must end).
-		return !c.state.CompareAndSwap(stateParked, stateRunning)
+		c.state.CompareAndSwap(stateParking, stateRunning)
+		return false
 	}
-	if c.state.Load() != stateParked {
-		// Resumed between marking and arming: its Forget may have found
-		// nothing to delete yet.
-		p.Forget(sock, c)
+	if c.state.CompareAndSwap(stateParking, stateParked) {
+		return true // from now on a resume starts a goroutine
 	}
-	return true
+	p.Forget(sock, c)
+	return false
 }
 
 // Wake is the parker's call when the parked socket becomes readable.
@@ -114,10 +123,27 @@ func (c *copier) Wake() { c.resume() }
 var _ sockio.Waker = (*copier)(nil)
 
 // resume gives a parked copier a goroutine again. Exactly one caller wins
-// (the parker on readiness, or close/goAway); the others do nothing.
+// (the parker on readiness, or close/goAway); the others do nothing. A
+// copier still parking has its goroutine: resume only stops the parking
+// (see tryPark).
 func (c *copier) resume() {
-	if c != nil && c.state.CompareAndSwap(stateParked, stateRunning) {
-		c.parkedOn.Forget(c.parkedSock, c)
-		go c.run()
+	if c == nil {
+		return
+	}
+	for {
+		switch c.state.Load() {
+		case stateParking:
+			if c.state.CompareAndSwap(stateParking, stateRunning) {
+				return
+			}
+		case stateParked:
+			if c.state.CompareAndSwap(stateParked, stateRunning) {
+				c.parkedOn.Forget(c.parkedSock, c)
+				go c.run()
+				return
+			}
+		default:
+			return
+		}
 	}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"testing"
 	"time"
@@ -149,4 +150,54 @@ func TestParkingLeavesDrainDeadlineAlone(t *testing.T) {
 		t.Errorf("Shutdown() returned after %v; a silent client keeps the drain going until the 500ms deadline", took)
 	}
 	_ = c
+}
+
+// Tunnels that park and resume all the time — woken by their clients'
+// messages, by the proxy's pings and by the sweep, often at once — relay
+// every message once and in order, and none is dropped. Parking every
+// few milliseconds here makes the races between a copier handing itself
+// to the parker and the wake-ups that come meanwhile happen often.
+func TestParkAndWakeStorm(t *testing.T) {
+	needParking(t)
+	b := newTestBackend(t, "b")
+	p := startProxyWith(t, Options{Limits: Limits{PingInterval: 4 * time.Millisecond, PingTimeout: 2 * time.Second}}, func(h *Handler) {
+		h.parkAfter = 2 * time.Millisecond
+		h.sweepEvery = time.Millisecond
+	}, backendSpec{addr: b.addr})
+	const clients, messages = 40, 60
+	errs := make(chan error, clients)
+	for i := range clients {
+		c, _ := p.dial(t, "/ws", nil)
+		go func() {
+			errs <- func() error {
+				rng := rand.New(rand.NewPCG(uint64(i), 1))
+				for m := range messages {
+					// Quiet long enough, now and then, to park and be pinged.
+					time.Sleep(time.Duration(rng.IntN(8)) * time.Millisecond)
+					msg := fmt.Sprintf("client %d message %d", i, m)
+					if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+						return err
+					}
+					_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+					_, got, err := c.ReadMessage() // answers the pings on the way
+					if err != nil {
+						return fmt.Errorf("client %d, message %d: %w", i, m, err)
+					}
+					if string(got) != msg {
+						return fmt.Errorf("client %d: echo %q, want %q", i, got, msg)
+					}
+				}
+				return c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			}()
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	waitFor(t, "every tunnel to end", func() bool { return p.h.ActiveTunnels() == 0 })
+	if got := parked(p); got != 0 {
+		t.Errorf("%d copiers still parked after every tunnel ended", got)
+	}
 }

@@ -94,6 +94,10 @@ func (t *tunnel) attach(client, backend net.Conn) {
 	t.backend = sockio.New(backend, wt)
 	t.up = newCopier(t, t.client, t.backend, true)
 	t.down = newCopier(t, t.backend, t.client, false)
+	// Set before conns.add publishes the tunnel to the sweep, which reads
+	// them (a zero begun once expired a new tunnel under max_lifetime).
+	t.begun = time.Now()
+	t.lifeFactor = lifeFactor()
 }
 
 // start starts the tunnel's two copiers; it returns at once, so the
@@ -102,8 +106,6 @@ func (t *tunnel) attach(client, backend net.Conn) {
 // second closes both connections, releases the lease, unregisters the
 // tunnel and logs. The tunnel must have been registered (conns.add).
 func (t *tunnel) start() {
-	t.begun = time.Now()
-	t.lifeFactor = lifeFactor()
 	go t.up.run()
 	go t.down.run()
 }
