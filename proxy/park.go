@@ -92,18 +92,21 @@ func (c *copier) tryPark() bool {
 	if !ok {
 		return false // bytes are waiting already
 	}
-	c.parkedOn, c.parkedSock = p, sock
+	c.parkedOn = p
+	c.parkTok.Store(0)
 	// Parked before the socket is armed: an event may fire at once.
 	c.state.Store(stateParked)
-	if !p.Park(sock, c) {
+	tok, parked := p.Park(sock, c)
+	if !parked {
 		// Not parked after all, unless someone resumed it meanwhile (then
 		// a new goroutine runs it and this one must end).
 		return !c.state.CompareAndSwap(stateParked, stateRunning)
 	}
+	c.parkTok.Store(tok)
 	if c.state.Load() != stateParked {
-		// Resumed between marking and arming: its Forget may have found
-		// nothing to delete yet.
-		p.Forget(sock, c)
+		// Resumed between marking and arming: its Forget had no token to
+		// delete yet.
+		p.Forget(sock, c.parkTok.Swap(0))
 	}
 	return true
 }
@@ -117,7 +120,8 @@ var _ sockio.Waker = (*copier)(nil)
 // (the parker on readiness, or close/goAway); the others do nothing.
 func (c *copier) resume() {
 	if c != nil && c.state.CompareAndSwap(stateParked, stateRunning) {
-		c.parkedOn.Forget(c.parkedSock, c)
+		sock, _ := c.src.Parkable()
+		c.parkedOn.Forget(sock, c.parkTok.Swap(0))
 		go c.run()
 	}
 }
