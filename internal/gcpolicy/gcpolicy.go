@@ -367,14 +367,25 @@ func NewTuner(getenv func(string) string) *Tuner {
 func (t *Tuner) Apply(p Policy) (Applied, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	a, err := Apply(p, t.getenv)
+	if p.GCPercent == 0 {
+		p.GCPercent = DefaultGCPercent
+	}
+	// Put the tuned percent in force at once: the policy's alone, on a
+	// heap still small, would start a collection at the next allocation.
+	tuned := p
+	if p.GCPercent != Off {
+		tuned.GCPercent = tunedPercent(p.GCPercent, liveHeap())
+	}
+	a, err := Apply(tuned, t.getenv)
 	if err != nil {
 		return a, err
 	}
 	t.percent, t.inForce = 0, a.GCPercent
-	if a.GCPercentFrom == FromConfig && a.GCPercent != Off {
-		t.percent = a.GCPercent
-		t.tuneLocked()
+	if a.GCPercentFrom == FromConfig {
+		a.GCPercent = p.GCPercent
+		if p.GCPercent != Off {
+			t.percent = p.GCPercent
+		}
 	}
 	return a, nil
 }
