@@ -74,7 +74,7 @@ func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log 
 	if g.proxyLn == nil || g.adminLn == nil || (g.httpLn == nil) != (cfg.TLS.HTTPListen == "") {
 		return nil, errors.New("the listeners are not those of the configuration")
 	}
-	g.gc = gcpolicy.NewTuner(os.Getenv)
+	g.gc = gcpolicy.NewTuner(gcpolicy.OSEnv())
 	applied, err := g.gc.Apply(cfg.Runtime)
 	if err != nil {
 		return nil, fmt.Errorf("runtime: %w", err)

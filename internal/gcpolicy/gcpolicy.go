@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path"
@@ -189,14 +190,24 @@ type Applied struct {
 	AvailableFrom   string
 }
 
+// Env is what Apply reads of the process's surroundings: its environment
+// variables, and the file system where /proc and /sys are (for Available).
+type Env struct {
+	Getenv func(string) string
+	Root   fs.FS
+}
+
+// OSEnv is the process's own environment and root file system.
+func OSEnv() Env { return Env{Getenv: os.Getenv, Root: os.DirFS("/")} }
+
 // Apply puts p in force, except a setting whose environment variable
-// (GOGC, GOMEMLIMIT) getenv finds set: the runtime has applied that one at
+// (GOGC, GOMEMLIMIT) env has set: the runtime has applied that one at
 // start, and it stays. It fails, changing nothing, when a percent limit
 // cannot be resolved (no memory size can be read) or when the collector
 // would be off with no limit.
-func Apply(p Policy, getenv func(string) string) (Applied, error) {
+func Apply(p Policy, env Env) (Applied, error) {
 	var a Applied
-	a.GOGC, a.GOMEMLIMIT = getenv("GOGC"), getenv("GOMEMLIMIT")
+	a.GOGC, a.GOMEMLIMIT = env.Getenv("GOGC"), env.Getenv("GOMEMLIMIT")
 	if p.GCPercent == 0 {
 		p.GCPercent = DefaultGCPercent
 	}
@@ -204,7 +215,7 @@ func Apply(p Policy, getenv func(string) string) (Applied, error) {
 	if a.GOMEMLIMIT == "" && !p.MemoryLimit.IsZero() {
 		limit = p.MemoryLimit.Bytes
 		if limit == 0 {
-			avail, from, err := Available()
+			avail, from, err := Available(env.Root)
 			if err != nil {
 				return Applied{}, fmt.Errorf("memory limit %s: %w", p.MemoryLimit, err)
 			}
@@ -245,31 +256,32 @@ func gcPercent() int {
 	return int(v)
 }
 
-// The files Available reads; tests point them elsewhere.
-var (
-	procCgroup  = "/proc/self/cgroup"
-	cgroupRoot  = "/sys/fs/cgroup"
-	procMeminfo = "/proc/meminfo"
+// The files Available reads, relative to the root file system.
+const (
+	procCgroup  = "proc/self/cgroup"
+	cgroupRoot  = "sys/fs/cgroup"
+	procMeminfo = "proc/meminfo"
 )
 
-// Available returns the memory available to the process, and whose limit
-// that is: its cgroup's memory limit ("cgroup": the lowest of its cgroup v2
-// hierarchy's memory.max, or cgroup v1's memory.limit_in_bytes) when it has
-// one below the host's memory, else the host's memory ("host", MemTotal).
-func Available() (int64, string, error) {
-	host, err := hostMemory()
+// Available returns the memory available to the process whose root file
+// system is root (os.DirFS("/")), and whose limit that is: its cgroup's
+// memory limit ("cgroup": the lowest of its cgroup v2 hierarchy's
+// memory.max, or cgroup v1's memory.limit_in_bytes) when it has one below
+// the host's memory, else the host's memory ("host", MemTotal).
+func Available(root fs.FS) (int64, string, error) {
+	host, err := hostMemory(root)
 	if err != nil {
 		return 0, "", err
 	}
-	if cg, ok := cgroupLimit(); ok && cg < host {
+	if cg, ok := cgroupLimit(root); ok && cg < host {
 		return cg, "cgroup", nil
 	}
 	return host, "host", nil
 }
 
 // hostMemory is MemTotal of /proc/meminfo, in bytes.
-func hostMemory() (int64, error) {
-	data, err := os.ReadFile(procMeminfo)
+func hostMemory(root fs.FS) (int64, error) {
+	data, err := fs.ReadFile(root, procMeminfo)
 	if err != nil {
 		return 0, fmt.Errorf("cannot read the host's memory size: %w", err)
 	}
@@ -288,8 +300,8 @@ func hostMemory() (int64, error) {
 
 // cgroupLimit returns the memory limit of the process's cgroup, if it has
 // one it can read.
-func cgroupLimit() (int64, bool) {
-	data, err := os.ReadFile(procCgroup)
+func cgroupLimit(root fs.FS) (int64, bool) {
+	data, err := fs.ReadFile(root, procCgroup)
 	if err != nil {
 		return 0, false
 	}
@@ -303,7 +315,7 @@ func cgroupLimit() (int64, bool) {
 		switch {
 		case f[0] == "0" && f[1] == "": // cgroup v2: every level up to the root limits
 			for dir := path.Clean("/" + f[2]); ; dir = path.Dir(dir) {
-				if v, ok := readLimit(path.Join(cgroupRoot, dir, "memory.max")); ok && v < best {
+				if v, ok := readLimit(root, path.Join(cgroupRoot, dir, "memory.max")); ok && v < best {
 					best, found = v, true
 				}
 				if dir == "/" {
@@ -312,7 +324,7 @@ func cgroupLimit() (int64, bool) {
 			}
 		case slices.Contains(strings.Split(f[1], ","), "memory"): // cgroup v1
 			for _, dir := range []string{path.Join(cgroupRoot, "memory", f[2]), path.Join(cgroupRoot, "memory")} {
-				if v, ok := readLimit(path.Join(dir, "memory.limit_in_bytes")); ok && v < best {
+				if v, ok := readLimit(root, path.Join(dir, "memory.limit_in_bytes")); ok && v < best {
 					best, found = v, true
 				}
 			}
@@ -323,8 +335,8 @@ func cgroupLimit() (int64, bool) {
 
 // readLimit reads a cgroup memory limit file: a number of bytes, or "max"
 // (none).
-func readLimit(name string) (int64, bool) {
-	data, err := os.ReadFile(name)
+func readLimit(root fs.FS, name string) (int64, bool) {
+	data, err := fs.ReadFile(root, name)
 	if err != nil {
 		return 0, false
 	}
@@ -348,17 +360,17 @@ const MinHeadroom = 4 << 20
 // of 100, nor below the policy's percent). It does nothing of that when
 // GOGC is set or the percent is off. Safe for concurrent use.
 type Tuner struct {
-	getenv func(string) string
+	env Env
 
 	mu      sync.Mutex
 	percent int // the policy's GC percent, 0 when the tuner must not touch it
 	inForce int // the percent the tuner last set
 }
 
-// NewTuner returns a Tuner that reads the environment with getenv
-// (os.Getenv, or a test's). It changes nothing until Apply.
-func NewTuner(getenv func(string) string) *Tuner {
-	return &Tuner{getenv: getenv}
+// NewTuner returns a Tuner that reads env (OSEnv(), or a test's). It
+// changes nothing until Apply.
+func NewTuner(env Env) *Tuner {
+	return &Tuner{env: env}
 }
 
 // Apply puts p in force (see the package function Apply) and, unless GOGC
@@ -376,7 +388,7 @@ func (t *Tuner) Apply(p Policy) (Applied, error) {
 	if p.GCPercent != Off {
 		tuned.GCPercent = tunedPercent(p.GCPercent, liveHeap())
 	}
-	a, err := Apply(tuned, t.getenv)
+	a, err := Apply(tuned, t.env)
 	if err != nil {
 		return a, err
 	}

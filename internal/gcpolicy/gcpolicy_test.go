@@ -2,10 +2,9 @@ package gcpolicy
 
 import (
 	"math"
-	"os"
-	"path/filepath"
 	"runtime/debug"
 	"testing"
+	"testing/fstest"
 )
 
 func TestParseLimit(t *testing.T) {
@@ -64,22 +63,13 @@ func TestLimitString(t *testing.T) {
 	}
 }
 
-// fakeSystem points Available at files written under a temporary root.
-func fakeSystem(t *testing.T, files map[string]string) {
-	t.Helper()
-	root := t.TempDir()
+// fakeRoot is a root file system holding files (path: content).
+func fakeRoot(files map[string]string) fstest.MapFS {
+	fsys := fstest.MapFS{}
 	for name, content := range files {
-		p := filepath.Join(root, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
+		fsys[name] = &fstest.MapFile{Data: []byte(content)}
 	}
-	oldCgroup, oldRoot, oldMeminfo := procCgroup, cgroupRoot, procMeminfo
-	procCgroup, cgroupRoot, procMeminfo = filepath.Join(root, "proc/self/cgroup"), filepath.Join(root, "sys/fs/cgroup"), filepath.Join(root, "proc/meminfo")
-	t.Cleanup(func() { procCgroup, cgroupRoot, procMeminfo = oldCgroup, oldRoot, oldMeminfo })
+	return fsys
 }
 
 const meminfo8G = "MemTotal:        8388608 kB\nMemFree:         1000000 kB\n"
@@ -127,16 +117,14 @@ func TestAvailable(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fakeSystem(t, tc.files)
-			got, from, err := Available()
+			got, from, err := Available(fakeRoot(tc.files))
 			if err != nil || got != tc.want || from != tc.from {
 				t.Errorf("Available() = %d, %q, %v; want %d, %q", got, from, err, tc.want, tc.from)
 			}
 		})
 	}
 	t.Run("no meminfo", func(t *testing.T) {
-		fakeSystem(t, map[string]string{"proc/self/cgroup": "0::/\n"})
-		if _, _, err := Available(); err == nil {
+		if _, _, err := Available(fakeRoot(map[string]string{"proc/self/cgroup": "0::/\n"})); err == nil {
 			t.Error("Available() without /proc/meminfo succeeded")
 		}
 	})
@@ -153,13 +141,13 @@ func keepGC(t *testing.T) {
 	})
 }
 
-func env(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
+// env is an Env with the variables vars on a host of 8 GiB.
+func env(vars map[string]string) Env {
+	return Env{Getenv: func(k string) string { return vars[k] }, Root: fakeRoot(map[string]string{"proc/meminfo": meminfo8G})}
 }
 
 func TestApply(t *testing.T) {
 	keepGC(t)
-	fakeSystem(t, map[string]string{"proc/meminfo": meminfo8G})
 
 	a, err := Apply(Policy{GCPercent: 30, MemoryLimit: Limit{Percent: 50}}, env(nil))
 	if err != nil {
@@ -204,8 +192,7 @@ func TestApply(t *testing.T) {
 		t.Errorf("GC percent after a refused Apply = %d, want 70", got)
 	}
 	// A percent limit that cannot be resolved changes nothing either.
-	fakeSystem(t, map[string]string{})
-	if _, err := Apply(Policy{GCPercent: 20, MemoryLimit: Limit{Percent: 90}}, env(nil)); err == nil || gcPercent() != 70 {
+	if _, err := Apply(Policy{GCPercent: 20, MemoryLimit: Limit{Percent: 90}}, Env{Getenv: env(nil).Getenv, Root: fstest.MapFS{}}); err == nil || gcPercent() != 70 {
 		t.Errorf("Apply with no readable memory size = %v, GC percent %d; want an error and 70 kept", err, gcPercent())
 	}
 }
