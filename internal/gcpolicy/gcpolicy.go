@@ -9,13 +9,16 @@
 // heap, and with the runtime's default (GOGC=100) the heap may grow to
 // twice the live data before a collection; after a burst of TLS handshakes,
 // which leave tens of kilobytes of garbage each, that headroom stays
-// resident. A lower GC percent keeps the heap closer to the live data for
-// little CPU (a proxy's heap is small and it allocates little per message),
-// and the memory limit is a soft ceiling: near it the collector runs more
-// often, and the runtime's scavenger returns freed memory to the operating
-// system, instead of the process growing into the kernel's OOM killer. See
-// docs/benchmarks.md (the idle memory profile) for the measurements behind
-// the defaults.
+// resident. A lower GC percent keeps the heap closer to the live data at
+// no CPU per message (a proxy allocates little per message), at the price
+// of collector time when handshakes come in bulk while many connections
+// are held; a small heap keeps MinHeadroom (Tuner), so a proxy with few
+// connections collects no more often than any Go program. The memory
+// limit is a soft ceiling: near it the collector runs more often, and the
+// runtime's scavenger returns freed memory to the operating system,
+// instead of the process growing into the kernel's OOM killer. See
+// docs/benchmarks.md (the idle memory profile) for the measurements
+// behind the defaults.
 package gcpolicy
 
 import (
