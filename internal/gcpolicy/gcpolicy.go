@@ -46,7 +46,7 @@ const (
 	// idle wss connections held it cut the resident memory per connection
 	// from about 14 KB to about 9 KB; per relayed message it costs nothing
 	// measurable. Its price is collector time in a burst of new
-	// connections while many are held: opening 9,900 took about 50% more
+	// connections while many are held: opening 9,900 took about 40% more
 	// CPU than at 100 (docs/benchmarks.md, the idle memory profile).
 	DefaultGCPercent = 10
 	// DefaultMemoryLimitPercent makes the soft memory limit 90% of the
