@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/gcpolicy"
 	"github.com/wsgate/wsgate/proxy"
 	"github.com/wsgate/wsgate/registry"
 	wstls "github.com/wsgate/wsgate/tls"
@@ -67,6 +68,10 @@ type Config struct {
 	Log      Log
 	// ProxyProtocol is the zero value without a proxy_protocol section.
 	ProxyProtocol ProxyProtocol
+	// Runtime is the garbage collector's policy (the runtime section):
+	// gcpolicy.Default() for keys the file leaves out. GCPercent is never
+	// 0, and is gcpolicy.Off only with a MemoryLimit.
+	Runtime gcpolicy.Policy
 }
 
 // Log is how wsgate writes its log.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/wsgate/wsgate/discovery"
 	"github.com/wsgate/wsgate/healthcheck"
+	"github.com/wsgate/wsgate/internal/gcpolicy"
 	"github.com/wsgate/wsgate/listener"
 	"github.com/wsgate/wsgate/proxy"
 	"github.com/wsgate/wsgate/registry"
@@ -21,7 +22,7 @@ import (
 
 // The keys each mapping accepts, in the order messages list them.
 var (
-	rootKeys        = []string{"listen", "reuse_port", "tls", "admin", "pools", "routes", "shutdown", "limits", "tunnels", "log", "proxy_protocol"}
+	rootKeys        = []string{"listen", "reuse_port", "tls", "admin", "pools", "routes", "shutdown", "limits", "tunnels", "log", "proxy_protocol", "runtime"}
 	tlsKeys         = []string{"certificates", "acme", "http_listen", "session_tickets"}
 	ticketKeys      = []string{"disabled", "secret_file", "rotate"}
 	acmeKeys        = []string{"domains", "email", "cache_dir", "directory_url", "directory_ca_file", "renew_before"}
@@ -37,6 +38,7 @@ var (
 		"max_connections_per_ip", "handshake_rate_per_ip", "handshake_burst", "max_message_bytes", "tls_handshake_timeout"}
 	tunnelsKeys    = []string{"write_timeout", "ping_interval", "ping_timeout", "idle_timeout", "max_lifetime"}
 	logKeys        = []string{"format"}
+	runtimeKeys    = []string{"gc_percent", "memory_limit"}
 	proxyProtoKeys = []string{"trusted_cidrs"}
 
 	// policies are the values of pools[].policy, the balancer's policy
@@ -73,7 +75,8 @@ func (d *decoder) root(n *yaml.Node) *Config {
 			HandshakeBurst:      proxy.DefaultHandshakeBurst,
 			TLSHandshakeTimeout: proxy.DefaultHandshakeTimeout,
 		},
-		Log: Log{Format: DefaultLogFormat},
+		Log:     Log{Format: DefaultLogFormat},
+		Runtime: gcpolicy.Default(),
 	}
 	if v := f["listen"]; v != nil {
 		c.Listen = d.listenAddr(v, "listen")
@@ -168,6 +171,9 @@ func (d *decoder) root(n *yaml.Node) *Config {
 	}
 	if v := f["proxy_protocol"]; v != nil {
 		c.ProxyProtocol = d.proxyProtocol(v, "proxy_protocol")
+	}
+	if v := f["runtime"]; v != nil {
+		d.runtimeSection(v, &c.Runtime)
 	}
 	return c
 }

@@ -4,16 +4,19 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	wstls "github.com/wsgate/wsgate/tls"
 	"net"
 	"os"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/wsgate/wsgate/internal/gcpolicy"
+	wstls "github.com/wsgate/wsgate/tls"
 )
 
 // The operator's side of the file: the admin section with its access
-// token, and the log section.
+// token, the log section, and the runtime section (the garbage
+// collector's policy).
 
 // AdminTokenEnv is the environment variable that may hold the admin token.
 // When it is set (not empty), it is the token and admin.token_file is only
@@ -152,6 +155,42 @@ func (d *decoder) logSection(n *yaml.Node, l *Log) {
 		if s, ok := d.checkedStr(v, "log.format", "a log format, text or json", "log format", checkLogFormat, "; use text or json"); ok {
 			l.Format = s
 		}
+	}
+}
+
+// maxGCPercent bounds runtime.gc_percent: past it the heap may grow
+// tenfold between collections, which a memory limit, not a percent, is
+// the way to allow.
+const maxGCPercent = 1000
+
+// runtimeSection decodes the runtime section n into p, which holds the
+// defaults.
+func (d *decoder) runtimeSection(n *yaml.Node, p *gcpolicy.Policy) {
+	f, ok := d.fields(n, "runtime", "the runtime section", runtimeKeys)
+	if !ok {
+		return
+	}
+	var offAt *yaml.Node
+	if v := f["gc_percent"]; v != nil {
+		if r := d.resolve(v); r.Kind == yaml.ScalarNode && r.ShortTag() == tagStr && r.Value == "off" {
+			p.GCPercent, offAt = gcpolicy.Off, r
+		} else if pct, ok := d.integer(v, "runtime.gc_percent", 1, maxGCPercent); ok {
+			p.GCPercent = pct
+		}
+	}
+	if v := f["memory_limit"]; v != nil {
+		const hint = "; use bytes with a unit such as 512MiB or 2GiB, a percent of the memory available (the cgroup's limit, else the host's) such as 90%, or off"
+		s, sn, ok := d.str(v, "runtime.memory_limit", "a memory limit such as 512MiB or 90%")
+		if ok {
+			if l, err := gcpolicy.ParseLimit(s); err != nil {
+				d.errorf(sn, "runtime.memory_limit", "invalid memory limit %q: %v%s", s, err, hint)
+			} else {
+				p.MemoryLimit = l
+			}
+		}
+	}
+	if offAt != nil && p.MemoryLimit.IsZero() {
+		d.errorf(offAt, "runtime.gc_percent", "off with no memory limit lets the heap grow without bound; set runtime.memory_limit too, or give a percent such as %d", gcpolicy.DefaultGCPercent)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/wsgate/wsgate/internal/gcpolicy"
 	"github.com/wsgate/wsgate/proxy"
 	"github.com/wsgate/wsgate/registry"
 	wstls "github.com/wsgate/wsgate/tls"
@@ -119,6 +120,7 @@ func defaultConfig(path string) Config {
 		Shutdown: Shutdown{DrainTimeout: 10 * time.Second, CloseSpread: 10 * time.Second / 3, UpgradeTimeout: 10 * time.Minute},
 		Tunnels:  Tunnels{WriteTimeout: 30 * time.Second},
 		Log:      Log{Format: "text"},
+		Runtime:  gcpolicy.Policy{GCPercent: 10, MemoryLimit: gcpolicy.Limit{Percent: 90}},
 		Limits: Limits{
 			MaxHeaderBytes:      16 << 10,
 			HeaderTimeout:       10 * time.Second,
@@ -213,6 +215,7 @@ func TestParseGood(t *testing.T) {
 				c.ProxyProtocol.TrustedCIDRs = []netip.Prefix{
 					netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:1::/48"), netip.MustParsePrefix("192.0.2.7/32"),
 				}
+				c.Runtime = gcpolicy.Policy{GCPercent: gcpolicy.Off, MemoryLimit: gcpolicy.Limit{Percent: 75}}
 			},
 		},
 		{
@@ -268,6 +271,7 @@ func TestParseGood(t *testing.T) {
 				c.TLS.Certificates = []wstls.CertFile{testCert}
 				c.Admin = Admin{Listen: "0.0.0.0:9090", TokenFile: "testdata/tokens/admin.token", Token: "0123456789abcdef0123456789abcdef"}
 				c.Log.Format = "json"
+				c.Runtime = gcpolicy.Policy{GCPercent: 40, MemoryLimit: gcpolicy.Limit{Bytes: 512 << 20}}
 				c.Pools = []registry.PoolSpec{{Name: "app", Backends: backends("127.0.0.1:9001")}}
 				c.Routes = []proxy.Route{{PathPrefix: "/", Pool: "app"}}
 			},

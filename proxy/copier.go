@@ -20,14 +20,14 @@ var errStopping = errors.New("proxy: tunnel going away")
 var errAtBoundary = errors.New("proxy: at a frame boundary")
 
 // copier copies one direction of a tunnel. It is the only reader of src and
-// the only writer of dst. How it waits and moves bytes is sockio's (no
+// the only writer of dst. Every idle tunnel holds two: the fields are
+// ordered so that the struct packs into the 208-byte size class. How it waits and moves bytes is sockio's (no
 // buffer held while idle, where the platform allows); its frame tracker
 // follows the frames that pass, so that a close frame can be put between
 // two of them, and it knows the first close frame's code.
 type copier struct {
 	t        *tunnel
 	src, dst sockio.Conn
-	toServer bool // dst is the backend: frames written to it are masked
 	n        atomic.Int64
 	tr       frameTracker
 	err      error // why copy ended; guarded by t.mu
@@ -37,19 +37,15 @@ type copier struct {
 	relayFn func([]byte) (int, error)
 
 	// Parking (park.go).
-	state      atomic.Int32 // stateRunning, stateWaiting, stateParking or stateParked
-	waitSince  atomic.Int64 // Handler.epoch of src's last bytes
-	pingDue    atomic.Bool  // down only: send the client a ping at the next frame boundary
-	parkReq    atomic.Bool  // requestPark woke this copier to park
-	parkedOn   *sockio.Parker
-	parkedSock sockio.Pollable
+	waitSince atomic.Int64 // Handler.epoch of src's last bytes
+	parkedOn  *sockio.Parker
+	parkTok   atomic.Uint64 // the parker's token of the registration; 0: none
+	state     atomic.Int32  // stateRunning, stateWaiting, stateParking or stateParked
+	pingDue   atomic.Bool   // down only: send the client a ping at the next frame boundary
+	parkReq   atomic.Bool   // requestPark woke this copier to park
 
-	wfailed  bool // the last error came from writing dst
-	sawClose bool // src's close frame has passed (and was noted)
-
-	// gate holds a frame header's first bytes while a message size limit
-	// waits for the rest of it; sendFn is send, bound once.
-	gate   limitGate
+	// sendFn is send, bound on the first message under a size limit (most
+	// tunnels never need it).
 	sendFn func([]byte) error
 	// cut: nothing more of src goes to dst, whose stream stands at a frame
 	// boundary (a message over the limit was refused).
@@ -59,13 +55,20 @@ type copier struct {
 	goAwayCode atomic.Uint32
 	dstStuck   atomic.Bool // dst accepted nothing for the write timeout
 	srcStuck   atomic.Bool // src is the other direction's stuck dst
+
+	// gate holds a frame header's first bytes while a message size limit
+	// waits for the rest of it.
+	gate limitGate
+
+	toServer bool // dst is the backend: frames written to it are masked
+	wfailed  bool // the last error came from writing dst
+	sawClose bool // src's close frame has passed (and was noted)
 }
 
 // newCopier returns the copier from src to dst.
 func newCopier(t *tunnel, src, dst sockio.Conn, toServer bool) *copier {
 	c := &copier{t: t, src: src, dst: dst, toServer: toServer}
 	c.relayFn = c.relayBytes
-	c.sendFn = c.send
 	c.waitSince.Store(t.h.epoch.Load())
 	return c
 }
@@ -209,6 +212,9 @@ var errMessageTooBig = errors.New("proxy: message over the size limit")
 // returns how many bytes of p the tracker took: the rest (the refused
 // frame's payload and what follows) is left for goAway to read and drop.
 func (c *copier) writeLimited(p []byte, limit uint64) (int, error) {
+	if c.sendFn == nil {
+		c.sendFn = c.send
+	}
 	n, over, err := c.gate.feed(&c.tr, p, limit, c.sendFn)
 	if err != nil {
 		c.wfailed = true

@@ -28,29 +28,31 @@ const (
 
 // frameTracker follows the frame structure of one direction of a tunnel
 // from the bytes that pass, in chunks of any size. The zero value is at the
-// start of a stream.
+// start of a stream. Every tunnel holds two, so the counters that never
+// exceed a header's 14 bytes are bytes.
 type frameTracker struct {
+	remain uint64 // payload bytes of the current frame not yet seen
+
+	// msgLen is the length of the data message in flight, its fragments
+	// so far together; over is set (and consume stops) at the header that
+	// takes it past gate's limit.
+	msgLen uint64
+
 	hdr       [maxFrameHeader]byte
-	hdrN      int    // bytes of the current header seen so far
-	need      int    // length of the current header, known once hdrN >= 2
-	inPayload bool   // between a complete header and the end of its payload
-	remain    uint64 // payload bytes of the current frame not yet seen
-	opcode    byte   // opcode of the current frame
+	mask      [4]byte // the current close frame's masking key (zero when unmasked)
+	hdrN      uint8   // bytes of the current header seen so far
+	need      uint8   // length of the current header, known once hdrN >= 2
+	codeN     uint8   // bytes of the current close frame's code seen
+	inPayload bool    // between a complete header and the end of its payload
+	opcode    byte    // opcode of the current frame
 
 	// closed is set once a complete close frame has passed; closeCode is
 	// that first close frame's code, 1005 when it carried none. Only a
 	// close frame's first two payload bytes are ever looked at.
 	closed    bool
 	closeCode uint16
-	codeN     int     // bytes of the current close frame's code seen
-	mask      [4]byte // the current close frame's masking key (zero when unmasked)
 
-	// msgLen is the length of the data message in flight, its fragments
-	// so far together; limit, when not 0, is the most it may be: over is
-	// set (and consume stops) at the header that takes it past.
-	msgLen uint64
-	limit  uint64
-	over   bool
+	over bool
 	// broken is set when the bytes are not WebSocket framing; the tracker
 	// then stops (and never reports a boundary again).
 	broken bool
@@ -65,7 +67,7 @@ func (f *frameTracker) atBoundary() bool {
 
 // advance consumes all of p.
 func (f *frameTracker) advance(p []byte) {
-	f.consume(p, false)
+	f.consume(p, false, 0)
 }
 
 // toBoundary consumes p up to the next frame boundary and returns how many
@@ -74,10 +76,12 @@ func (f *frameTracker) toBoundary(p []byte) int {
 	if f.atBoundary() {
 		return 0
 	}
-	return f.consume(p, true)
+	return f.consume(p, true, 0)
 }
 
-func (f *frameTracker) consume(p []byte, stopAtBoundary bool) int {
+// consume follows p; limit, when not 0, is the most a message may be (see
+// gate).
+func (f *frameTracker) consume(p []byte, stopAtBoundary bool, limit uint64) int {
 	i := 0
 	for i < len(p) {
 		if f.broken {
@@ -107,17 +111,17 @@ func (f *frameTracker) consume(p []byte, stopAtBoundary bool) int {
 			f.hdrN++
 			i++
 			if f.hdrN == 2 {
-				f.need = headerLen(f.hdr[0], f.hdr[1])
+				f.need = uint8(headerLen(f.hdr[0], f.hdr[1]))
 			}
 		} else {
 			k := copy(f.hdr[f.hdrN:f.need], p[i:])
-			f.hdrN += k
+			f.hdrN += uint8(k)
 			i += k
 		}
 		if f.hdrN < 2 || f.hdrN < f.need {
 			continue
 		}
-		f.startPayload()
+		f.startPayload(limit)
 		if f.over {
 			return i // just past the header that made the message too big
 		}
@@ -147,7 +151,7 @@ func headerLen(b0, b1 byte) int {
 }
 
 // startPayload parses the complete header in f.hdr.
-func (f *frameTracker) startPayload() {
+func (f *frameTracker) startPayload(limit uint64) {
 	b0, b1 := f.hdr[0], f.hdr[1]
 	f.opcode = b0 & 0x0f
 	var length uint64
@@ -177,7 +181,7 @@ func (f *frameTracker) startPayload() {
 	case 0x0: // continuation
 		f.msgLen += length
 	}
-	if f.limit > 0 && f.msgLen > f.limit && f.opcode < 0x8 {
+	if limit > 0 && f.msgLen > limit && f.opcode < 0x8 {
 		f.over = true
 	}
 	if f.opcode == opClose && !f.closed {
@@ -249,23 +253,21 @@ func closeFrame(code uint16, reason string, masked bool) []byte {
 // makes a message too big is ever relayed: its header's bytes are held
 // until the header is whole and judged.
 func (f *frameTracker) gate(p []byte, limit uint64, held int) (send int, over bool) {
-	f.limit = limit
-	n := f.consume(p, false)
-	f.limit = 0
+	n := f.consume(p, false, limit)
 	over, f.over = f.over, false
 	switch {
 	case over:
 		// The offending header: the held one, finishing at n, or one
 		// whole in p.
-		if held > 0 && n == f.need-held {
+		if held > 0 && n == int(f.need)-held {
 			return 0, true
 		}
-		return n - f.need, true
+		return n - int(f.need), true
 	case !f.broken && !f.inPayload && f.hdrN > 0:
 		// p ends inside a header: hold back its bytes in p (all of p when
 		// it is still the held one).
-		inP := f.hdrN
-		if held > 0 && f.hdrN == held+n {
+		inP := int(f.hdrN)
+		if held > 0 && inP == held+n {
 			inP = n
 		}
 		return n - inP, false
@@ -277,7 +279,7 @@ func (f *frameTracker) gate(p []byte, limit uint64, held int) (send int, over bo
 // inside, for frameTracker.gate, until the header is whole and judged.
 type limitGate struct {
 	held  [maxFrameHeader]byte
-	heldN int
+	heldN uint8
 }
 
 // feed passes p through the tracker under the limit and emits what may be
@@ -286,7 +288,7 @@ type limitGate struct {
 // (all of them, unless a header over the limit stopped it: then just past
 // that header) and whether that happened; err is emit's.
 func (g *limitGate) feed(f *frameTracker, p []byte, limit uint64, emit func([]byte) error) (n int, over bool, err error) {
-	held := g.heldN
+	held := int(g.heldN)
 	send, over := f.gate(p, limit, held)
 	if held > 0 && send > 0 {
 		if err := emit(g.held[:held]); err != nil {
@@ -302,13 +304,13 @@ func (g *limitGate) feed(f *frameTracker, p []byte, limit uint64, emit func([]by
 	case over:
 		g.heldN = 0
 		if held > 0 && send == 0 {
-			return f.need - held, true, nil
+			return int(f.need) - held, true, nil
 		}
-		return send + f.need, true, nil // just past the refused header
+		return send + int(f.need), true, nil // just past the refused header
 	case held > 0 && send == 0:
-		g.heldN += copy(g.held[held:], p) // still the same header
+		g.heldN += uint8(copy(g.held[held:], p)) // still the same header
 	default:
-		g.heldN = copy(g.held[:], p[send:])
+		g.heldN = uint8(copy(g.held[:], p[send:]))
 	}
 	return len(p), false, nil
 }

@@ -137,6 +137,7 @@ type Handler struct {
 	parkAfter  time.Duration
 	sweepEvery time.Duration
 	epoch      atomic.Int64                  // incremented by each sweep
+	start      time.Time                     // New's time, with its monotonic reading (see since)
 	parker     atomic.Pointer[sockio.Parker] // set while Run runs
 
 	routes atomic.Pointer[[]Route] // sorted by match priority
@@ -159,6 +160,7 @@ func New(opts Options) *Handler {
 		log:            opts.Logger,
 		obs:            opts.Observer,
 
+		start:           time.Now(),
 		halfCloseLinger: defaultHalfCloseLinger,
 		parkAfter:       defaultParkAfter,
 		sweepEvery:      parkSweep,
@@ -175,6 +177,10 @@ func New(opts Options) *Handler {
 	h.SetRoutes(opts.Routes)
 	return h
 }
+
+// since is the monotonic time since New, in nanoseconds: a tunnel keeps
+// its start as this (8 bytes) rather than as a time.Time (24).
+func (h *Handler) since() int64 { return int64(time.Since(h.start)) }
 
 // SetRoutes replaces the routing table for new requests; established
 // connections are not affected.

@@ -122,7 +122,7 @@ type perIP struct {
 const maxTrackedIPs = 100_000
 
 type ipState struct {
-	conns int
+	conns int           // guarded by perIP.mu, as are the fields below
 	lim   *rate.Limiter // nil without a rate limit
 	last  time.Time     // when it was last used
 }
@@ -149,11 +149,13 @@ func clientKey(remoteAddr string) (netip.Prefix, bool) {
 	return p, err == nil
 }
 
-// admit counts a new upgrade from key under l; it returns the refusal
-// reason and how long to wait before trying again when a limit refuses.
-func (p *perIP) admit(key netip.Prefix, l *Limits, now time.Time) (RefusalReason, time.Duration) {
+// admit counts a new upgrade from key under l and returns the state it is
+// counted in, for release (nil when no per-address limit is set); or the
+// refusal reason and how long to wait before trying again when a limit
+// refuses. The state stays in the map while it counts a connection.
+func (p *perIP) admit(key netip.Prefix, l *Limits, now time.Time) (*ipState, RefusalReason, time.Duration) {
 	if l.MaxConnectionsPerIP <= 0 && l.HandshakeRatePerIP <= 0 {
-		return "", 0
+		return nil, "", 0
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -170,7 +172,7 @@ func (p *perIP) admit(key netip.Prefix, l *Limits, now time.Time) (RefusalReason
 	}
 	st.last = now
 	if l.MaxConnectionsPerIP > 0 && st.conns >= l.MaxConnectionsPerIP {
-		return RefusedMaxConnectionsPerIP, time.Second
+		return nil, RefusedMaxConnectionsPerIP, time.Second
 	}
 	if l.HandshakeRatePerIP > 0 {
 		limit := rate.Limit(l.HandshakeRatePerIP)
@@ -181,21 +183,24 @@ func (p *perIP) admit(key netip.Prefix, l *Limits, now time.Time) (RefusalReason
 			st.lim.SetBurstAt(now, l.HandshakeBurst)
 		}
 		if r := st.lim.ReserveN(now, 1); !r.OK() {
-			return RefusedHandshakeRate, time.Second
+			return nil, RefusedHandshakeRate, time.Second
 		} else if d := r.DelayFrom(now); d > 0 {
 			r.CancelAt(now)
-			return RefusedHandshakeRate, d
+			return nil, RefusedHandshakeRate, d
 		}
 	}
 	st.conns++
-	return "", 0
+	return st, "", 0
 }
 
-// release uncounts a connection of key that admit counted.
-func (p *perIP) release(key netip.Prefix, now time.Time) {
+// release uncounts a connection that admit counted in st (nil: none).
+func (p *perIP) release(st *ipState, now time.Time) {
+	if st == nil {
+		return
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if st := p.m[key]; st != nil && st.conns > 0 {
+	if st.conns > 0 {
 		st.conns--
 		st.last = now
 	}

@@ -249,17 +249,18 @@ func TestPerIPIsBounded(t *testing.T) {
 	for i := range maxTrackedIPs + 50_000 {
 		a := netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)})
 		key, _ := a.Prefix(32)
-		if reason, _ := p.admit(key, l, now); reason != "" {
+		st, reason, _ := p.admit(key, l, now)
+		if reason != "" {
 			t.Fatalf("first upgrade from %v refused: %s", a, reason)
 		}
-		p.release(key, now)
+		p.release(st, now)
 	}
 	if n := p.tracked(); n > maxTrackedIPs {
 		t.Errorf("tracked addresses = %d after a scan, want at most %d", n, maxTrackedIPs)
 	}
 	// An address with an open connection is never the one forgotten.
 	busy, _ := netip.MustParseAddr("192.0.2.1").Prefix(32)
-	if reason, _ := p.admit(busy, l, now); reason != "" {
+	if _, reason, _ := p.admit(busy, l, now); reason != "" {
 		t.Fatal(reason)
 	}
 	p.expire(now.Add(2*perIPIdle), perIPIdle)

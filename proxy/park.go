@@ -98,7 +98,8 @@ func (c *copier) tryPark() bool {
 	if !ok {
 		return false // bytes are waiting already
 	}
-	c.parkedOn, c.parkedSock = p, sock
+	c.parkedOn = p
+	c.parkTok.Store(0)
 	// Marked before the socket is armed, as an event may fire at once.
 	// While the mark says parking, this goroutine still owns the copier:
 	// a resume meanwhile (the event, a ping, a shutdown) only takes the
@@ -106,14 +107,16 @@ func (c *copier) tryPark() bool {
 	// two goroutines never run one copier, and the registration undone
 	// below is always this call's own.
 	c.state.Store(stateParking)
-	if !p.Park(sock, c) {
+	tok, parked := p.Park(sock, c)
+	if !parked {
 		c.state.CompareAndSwap(stateParking, stateRunning)
 		return false
 	}
+	c.parkTok.Store(tok) // before the mark says parked: resume reads it
 	if c.state.CompareAndSwap(stateParking, stateParked) {
 		return true // from now on a resume starts a goroutine
 	}
-	p.Forget(sock, c)
+	p.Forget(sock, c.parkTok.Swap(0))
 	return false
 }
 
@@ -138,7 +141,8 @@ func (c *copier) resume() {
 			}
 		case stateParked:
 			if c.state.CompareAndSwap(stateParked, stateRunning) {
-				c.parkedOn.Forget(c.parkedSock, c)
+				sock, _ := c.src.Parkable()
+				c.parkedOn.Forget(sock, c.parkTok.Swap(0))
 				go c.run()
 				return
 			}

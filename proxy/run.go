@@ -87,7 +87,7 @@ func (h *Handler) sweep(now time.Time) int64 {
 		}
 		clientQuiet := t.up.quietFor(epoch)
 		switch {
-		case lim.MaxLifetime > 0 && now.Sub(t.begun) >= time.Duration(float64(lim.MaxLifetime)*t.lifeFactor):
+		case lim.MaxLifetime > 0 && t.age() >= time.Duration(float64(lim.MaxLifetime)*float64(t.lifeFactor)):
 			t.expire(now, ReasonMaxLifetime)
 			continue
 		case idle > 0 && clientQuiet >= idle && t.down.quietFor(epoch) >= idle:
@@ -172,4 +172,4 @@ func (c *copier) ping() {
 
 // lifeFactor is a tunnel's share of MaxLifetime: 0.9 to 1.1, so that the
 // tunnels opened together do not all reconnect together.
-func lifeFactor() float64 { return 0.9 + 0.2*rand.Float64() }
+func lifeFactor() float32 { return 0.9 + 0.2*rand.Float32() }

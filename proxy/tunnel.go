@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,15 +39,16 @@ var errNotWebSocket = errors.New("proxy: stream is not websocket framing")
 const goAwayReason = "proxy shutting down"
 
 // tunnel is one established WebSocket connection: the client's side, the
-// backend's side and the lease that counts it.
+// backend's side and the lease that counts it. An idle proxy holds one per
+// connection, so its fields are kept small (see docs/benchmarks.md, the
+// idle memory profile).
 type tunnel struct {
 	h          *Handler
 	pool       string
 	remoteAddr string
-	host, path string // of the upgrade request, for the access log
-	ipKey      netip.Prefix
-	perIP      bool // counted in Handler.perIP under ipKey
-	begun      time.Time
+	host, path string   // of the upgrade request, for the access log
+	ip         *ipState // counted in Handler.perIP; nil when not
+	begun      int64    // Handler.since at the start
 	lease      balancer.Lease
 
 	client, backend sockio.Conn
@@ -78,10 +78,10 @@ type tunnel struct {
 	reason atomic.Pointer[string]
 
 	pingSent   atomic.Int64 // the epoch of the unanswered ping to the client; 0: none
-	lifeFactor float64      // the tunnel's share of Limits.MaxLifetime
+	lifeFactor float32      // the tunnel's share of Limits.MaxLifetime
 
 	mu     sync.Mutex
-	ended  int         // directions that have ended; guarded by mu
+	ended  int32       // directions that have ended; guarded by mu
 	linger *time.Timer // guarded by mu
 }
 
@@ -96,7 +96,7 @@ func (t *tunnel) attach(client, backend net.Conn) {
 	t.down = newCopier(t, t.backend, t.client, false)
 	// Set before conns.add publishes the tunnel to the sweep, which reads
 	// them (a zero begun once expired a new tunnel under max_lifetime).
-	t.begun = time.Now()
+	t.begun = t.h.since()
 	t.lifeFactor = lifeFactor()
 }
 
@@ -157,7 +157,7 @@ func (t *tunnel) finish() {
 		RemoteAddr: t.remoteAddr,
 		Host:       t.host,
 		Path:       t.path,
-		Duration:   time.Since(t.begun),
+		Duration:   t.age(),
 		BytesUp:    t.up.n.Load(),
 		BytesDown:  t.down.n.Load(),
 	}
@@ -167,12 +167,13 @@ func (t *tunnel) finish() {
 	}
 	t.h.conns.remove(t, ev.BytesUp, ev.BytesDown)
 	t.h.inUse.Add(-1)
-	if t.perIP {
-		t.h.perIP.release(t.ipKey, time.Now())
-	}
+	t.h.perIP.release(t.ip, time.Now())
 	t.h.obs.TunnelClosed(&ev)
 	t.h.logTunnel(&ev, t)
 }
+
+// age is how long the tunnel has been open.
+func (t *tunnel) age() time.Duration { return time.Duration(t.h.since() - t.begun) }
 
 // packClose packs a close frame's initiator and code for firstClose.
 func packClose(by Initiator, code uint16) uint32 {

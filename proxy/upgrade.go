@@ -146,9 +146,13 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route
 		h.rejectQuietly(w, http.StatusServiceUnavailable, "connection limit reached")
 		return
 	}
-	ipKey, perIP := clientKey(r.RemoteAddr)
-	if perIP {
-		if reason, wait := h.perIP.admit(ipKey, lim, start); reason != "" {
+	var ip *ipState
+	if ipKey, ok := clientKey(r.RemoteAddr); ok {
+		var (
+			reason RefusalReason
+			wait   time.Duration
+		)
+		if ip, reason, wait = h.perIP.admit(ipKey, lim, start); reason != "" {
 			h.inUse.Add(-1)
 			ev.Status, ev.Result = http.StatusTooManyRequests, UpgradeLimited
 			h.refuse(reason, r.RemoteAddr)
@@ -160,13 +164,11 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route
 	defer func() {
 		if !started {
 			h.inUse.Add(-1)
-			if perIP {
-				h.perIP.release(ipKey, time.Now())
-			}
+			h.perIP.release(ip, time.Now())
 		}
 	}()
 
-	t := &tunnel{h: h, pool: rt.Pool, remoteAddr: r.RemoteAddr, host: r.Host, path: r.URL.Path, ipKey: ipKey, perIP: perIP}
+	t := &tunnel{h: h, pool: rt.Pool, remoteAddr: r.RemoteAddr, host: r.Host, path: r.URL.Path, ip: ip}
 	var (
 		tried   []string
 		lastErr error

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/wsgate/wsgate/config"
 	"github.com/wsgate/wsgate/discovery"
 	"github.com/wsgate/wsgate/healthcheck"
+	"github.com/wsgate/wsgate/internal/gcpolicy"
 	"github.com/wsgate/wsgate/listener"
 	"github.com/wsgate/wsgate/metrics"
 	"github.com/wsgate/wsgate/proxy"
@@ -74,6 +76,8 @@ type gateway struct {
 	stats *metrics.Metrics
 	// accept is the proxy's accept path over proxyLn.
 	accept *proxy.Listener
+	// gc is the garbage collector's policy (the runtime section).
+	gc *gcpolicy.Tuner
 
 	proxyLn, adminLn net.Listener
 	httpLn           net.Listener // nil without tls.http_listen
@@ -99,7 +103,12 @@ func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log 
 	if g.proxyLn == nil || g.adminLn == nil || (g.httpLn == nil) != (cfg.TLS.HTTPListen == "") {
 		return nil, errors.New("the listeners are not those of the configuration")
 	}
-	var err error
+	g.gc = gcpolicy.NewTuner(gcpolicy.OSEnv())
+	applied, err := g.gc.Apply(cfg.Runtime)
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	logGCPolicy(log, applied)
 	if g.store, err = registry.New(); err != nil {
 		return nil, err
 	}
@@ -155,6 +164,34 @@ func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log 
 		slog.Int(keyPools, len(cfg.Pools)), slog.Int(keyRoutes, len(cfg.Routes)), slog.Bool(keyAdminToken, cfg.Admin.Token != ""))
 	logProxyProtocol(log, cfg)
 	return g, nil
+}
+
+// logGCPolicy says which garbage collector policy is in force, and where
+// each setting came from: the config file (or its default), or the GOGC
+// and GOMEMLIMIT environment variables, which win.
+func logGCPolicy(log *slog.Logger, a gcpolicy.Applied) {
+	attrs := []slog.Attr{slog.String("gc_percent_from", string(a.GCPercentFrom))}
+	if a.GCPercent == gcpolicy.Off {
+		attrs = append(attrs, slog.String("gc_percent", "off"))
+	} else {
+		attrs = append(attrs, slog.Int("gc_percent", a.GCPercent))
+	}
+	if a.GCPercentFrom == gcpolicy.FromEnv {
+		attrs = append(attrs, slog.String("GOGC", a.GOGC))
+	}
+	if a.MemoryLimit == math.MaxInt64 {
+		attrs = append(attrs, slog.String("memory_limit", "off"))
+	} else {
+		attrs = append(attrs, slog.String("memory_limit", gcpolicy.FormatBytes(a.MemoryLimit)))
+	}
+	attrs = append(attrs, slog.String("memory_limit_from", string(a.MemoryLimitFrom)))
+	switch {
+	case a.MemoryLimitFrom == gcpolicy.FromEnv:
+		attrs = append(attrs, slog.String("GOMEMLIMIT", a.GOMEMLIMIT))
+	case a.Available > 0:
+		attrs = append(attrs, slog.String("memory_available", gcpolicy.FormatBytes(a.Available)), slog.String("memory_available_from", a.AvailableFrom))
+	}
+	log.LogAttrs(context.Background(), slog.LevelInfo, "gc policy", attrs...)
 }
 
 // acceptLayers are the accept layers cfg asks for: PROXY protocol from
@@ -260,7 +297,10 @@ func (g *gateway) reload() {
 // proxy_protocol, the edge limits and the admin token change for new
 // connections and requests (backends a pool's discovery found stay, with
 // their health, while the pool discovers); established connections are
-// not touched (a removed backend's connections run on until they end). A
+// not touched (a removed backend's connections run on until they end).
+// The runtime section (the garbage collector's policy) applies at once;
+// a memory limit given as a percent that cannot be resolved (no memory
+// size readable) leaves the running policy, with an error logged. A
 // file that fails validation, or certificates that fail to load, change
 // nothing. The listeners (their addresses and reuse_port), the HTTP
 // server's header limits and the
@@ -284,6 +324,15 @@ func (g *gateway) applyReload() bool {
 	if err := g.certs.SetFiles(cfg.TLS.Certificates); err != nil {
 		g.log.Error("reload rejected; the running config stays", slog.String(keyFile, cfg.Path), slog.Any(keyErr, err))
 		return false
+	}
+	if cfg.Runtime != g.cfg.Runtime {
+		applied, err := g.gc.Apply(cfg.Runtime)
+		if err != nil {
+			g.log.Error("runtime section not applied; the running gc policy stays", slog.String("file", cfg.Path), slog.Any("err", err))
+			cfg.Runtime = g.cfg.Runtime
+		} else {
+			logGCPolicy(g.log, applied)
+		}
 	}
 	gen, err := g.store.Apply(cfg.Pools)
 	if err != nil {
@@ -372,6 +421,7 @@ func (g *gateway) serve(ctx context.Context, ctl control) error {
 	eg.Go(func() error { return g.disc.Run(egCtx) })
 	eg.Go(func() error { return g.stats.Run(egCtx) })
 	eg.Go(func() error { return g.proxy.Run(egCtx) })
+	eg.Go(func() error { return g.gc.Run(egCtx) })
 	eg.Go(func() error { return g.certs.Watch(egCtx, 0) })
 	eg.Go(func() error { return g.accept.Run(egCtx) })
 	eg.Go(func() error { return serveErr("TLS listener", proxySrv.Serve(g.accept)) })

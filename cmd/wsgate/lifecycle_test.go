@@ -507,3 +507,23 @@ func TestSessionTicketsAcrossProcesses(t *testing.T) {
 		t.Error("a session resumed on a process without the ticket secret")
 	}
 }
+
+// The runtime section is in force from the start, and a SIGHUP that
+// changes it applies it; the log says what is in force and from where.
+func TestRuntimeSection(t *testing.T) {
+	t.Setenv("GOGC", "")
+	t.Setenv("GOMEMLIMIT", "")
+	_, a := startBackend(t, "a")
+	g := startGate(t, []string{a}, "runtime:\n  gc_percent: 40\n  memory_limit: 256MiB\n")
+	waitFor(t, "the gc policy at start", func() bool {
+		return strings.Contains(g.Stderr.String(), `msg="gc policy"`) &&
+			strings.Contains(g.Stderr.String(), "gc_percent=40 memory_limit=256MiB memory_limit_from=config")
+	})
+	g.writeConfig(t, gateConfig{backends: []string{a}, extra: "runtime:\n  gc_percent: 60\n  memory_limit: 50%\n"})
+	g.Signal(syscall.SIGHUP)
+	waitFor(t, "the gc policy after the reload", func() bool {
+		return strings.Contains(g.Stderr.String(), "gc_percent_from=config gc_percent=60 memory_limit=") &&
+			strings.Contains(g.Stderr.String(), "memory_available_from=")
+	})
+	g.dial(t, "/ws")
+}

@@ -24,11 +24,22 @@ type Parker struct {
 	raw    syscall.RawConn // ep's
 	wakefd int             // an eventfd that ends Wait
 
-	mu      sync.Mutex
-	tokens  map[uint64]Waker // guarded by mu
-	byWaker map[Waker]uint64 // guarded by mu
-	next    uint64           // guarded by mu
-	closed  bool             // guarded by mu
+	mu     sync.Mutex
+	slots  []parkSlot // guarded by mu; a token's slot is its low 32 bits - 1
+	free   uint32     // the first free slot + 1, 0 when none; guarded by mu
+	parked int        // slots in use; guarded by mu
+	closed bool       // guarded by mu
+}
+
+// parkSlot is one parked Waker. A slot is reused once its Waker is
+// forgotten, under a new generation, so that a stale token (an event for a
+// registration already forgotten) finds nothing. A free slot's next links
+// the free list. 24 bytes a parked socket, where two maps (token to Waker
+// and back) took about 90.
+type parkSlot struct {
+	w    Waker // nil when free
+	gen  uint32
+	next uint32 // free list: the next free slot + 1, 0 at the end
 }
 
 const wakeToken = 0
@@ -48,10 +59,7 @@ func NewParker() (*Parker, error) {
 		syscall.Close(epfd)
 		return nil, errno
 	}
-	p := &Parker{
-		ep: os.NewFile(uintptr(epfd), "wsgate-parker"), wakefd: int(r),
-		tokens: make(map[uint64]Waker), byWaker: make(map[Waker]uint64), next: wakeToken + 1,
-	}
+	p := &Parker{ep: os.NewFile(uintptr(epfd), "wsgate-parker"), wakefd: int(r)}
 	if p.raw, err = p.ep.SyscallConn(); err != nil {
 		p.Close()
 		return nil, err
@@ -84,24 +92,22 @@ func setToken(ev *syscall.EpollEvent, tok uint64) {
 
 func token(ev *syscall.EpollEvent) uint64 { return uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32 }
 
-// Park registers s, one-shot, to wake w when it becomes readable. It
-// reports false, with nothing registered, when the Parker is stopping or
-// s is gone. An event may fire (and w be woken) before Park returns: the
+// Park registers s, one-shot, to wake w when it becomes readable, and
+// returns the registration's token (never 0), which Forget takes. It
+// reports false, with nothing registered, when the Parker is stopping or s
+// is gone. An event may fire (and w be woken) before Park returns: the
 // caller marks itself parked first.
-func (p *Parker) Park(s Pollable, w Waker) bool {
+func (p *Parker) Park(s Pollable, w Waker) (uint64, bool) {
 	rs, ok := s.(*rawSock)
 	if !ok {
-		return false
+		return 0, false
 	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return false
+		return 0, false
 	}
-	tok := p.next
-	p.next++
-	p.tokens[tok] = w
-	p.byWaker[w] = tok
+	tok := p.addLocked(w)
 	p.mu.Unlock()
 
 	var cerr error
@@ -115,29 +121,67 @@ func (p *Parker) Park(s Pollable, w Waker) bool {
 	}
 	if err != nil {
 		p.mu.Lock()
-		if p.byWaker[w] == tok {
-			delete(p.byWaker, w)
-		}
-		delete(p.tokens, tok)
+		p.removeLocked(tok)
 		p.mu.Unlock()
+		return 0, false
+	}
+	return tok, true
+}
+
+// addLocked puts w in a free slot (or a new one) and returns its token:
+// the slot's generation above, its index + 1 below.
+func (p *Parker) addLocked(w Waker) uint64 {
+	var i uint32
+	if p.free != 0 {
+		i = p.free - 1
+		p.free = p.slots[i].next
+	} else {
+		p.slots = append(p.slots, parkSlot{})
+		i = uint32(len(p.slots) - 1)
+	}
+	sl := &p.slots[i]
+	sl.w, sl.next = w, 0
+	p.parked++
+	return uint64(sl.gen)<<32 | uint64(i+1)
+}
+
+// lookupLocked returns the Waker of tok, nil if tok was forgotten.
+func (p *Parker) lookupLocked(tok uint64) Waker {
+	i := uint32(tok) - 1
+	if uint32(tok) == 0 || int(i) >= len(p.slots) {
+		return nil
+	}
+	if sl := &p.slots[i]; sl.gen == uint32(tok>>32) {
+		return sl.w
+	}
+	return nil
+}
+
+// removeLocked frees tok's slot, if tok is still registered.
+func (p *Parker) removeLocked(tok uint64) bool {
+	if p.lookupLocked(tok) == nil {
 		return false
 	}
+	i := uint32(tok) - 1
+	sl := &p.slots[i]
+	sl.w = nil
+	sl.gen++
+	sl.next = p.free
+	p.free = i + 1
+	p.parked--
 	return true
 }
 
-// Forget drops w's registration on s, if it has one: the caller resumed
-// w. The registration is one-shot and has fired, or the socket is about to
-// be closed (which removes it from the set); a resume for any other
-// reason deletes it here, so that a later event cannot find w.
-func (p *Parker) Forget(s Pollable, w Waker) {
+// Forget drops the registration tok of s, if it still has it: the caller
+// resumed its Waker. The registration is one-shot and has fired, or the
+// socket is about to be closed (which removes it from the set); a resume
+// for any other reason deletes it here, so that a later event cannot find
+// the Waker. A token of 0 (none yet) only takes s out of the set.
+func (p *Parker) Forget(s Pollable, tok uint64) {
 	p.mu.Lock()
-	tok, ok := p.byWaker[w]
-	if ok {
-		delete(p.byWaker, w)
-		delete(p.tokens, tok)
-	}
+	p.removeLocked(tok)
 	p.mu.Unlock()
-	if rs, isRaw := s.(*rawSock); ok && isRaw {
+	if rs, isRaw := s.(*rawSock); isRaw {
 		_ = rs.raw.Control(func(fd uintptr) {
 			_ = p.ctl(syscall.EPOLL_CTL_DEL, fd, nil)
 		})
@@ -148,9 +192,11 @@ func (p *Parker) Forget(s Pollable, w Waker) {
 func (p *Parker) Parked() []Waker {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make([]Waker, 0, len(p.tokens))
-	for _, w := range p.tokens {
-		out = append(out, w)
+	out := make([]Waker, 0, p.parked)
+	for i := range p.slots {
+		if w := p.slots[i].w; w != nil {
+			out = append(out, w)
+		}
 	}
 	return out
 }
@@ -182,7 +228,7 @@ func (p *Parker) Wait() {
 						return true
 					}
 					p.mu.Lock()
-					w := p.tokens[tok]
+					w := p.lookupLocked(tok)
 					p.mu.Unlock()
 					if w != nil {
 						w.Wake()

@@ -45,25 +45,26 @@ func opError(op, network string, errno syscall.Errno) error {
 // rawSock is a socket read and written through its RawConn with sysRead
 // and sysWrite, waiting for readiness as net.Conn does; deadlines and
 // Close apply. One reader and one writer at a time.
+//
+// Every idle tunnel holds two, so the struct is kept small: what a system
+// call needs only during the call (recvmsg's header and control buffer)
+// lives on the stack, the network's name is asked of the socket only for
+// an error, and deadlines are unix nanoseconds.
 type rawSock struct {
-	raw     syscall.RawConn
-	network string
-	conn    net.Conn // the socket's, for write deadlines
+	raw  syscall.RawConn
+	conn net.Conn // the socket's, for write deadlines and its network's name
 
 	// inq: TCP_INQ is on, and reads are recvmsg(2) calls that say how many
-	// bytes the receive queue still holds (see readInto). msg, iov and
-	// cbuf are the reader's.
-	inq  bool
-	msg  syscall.Msghdr
-	iov  syscall.Iovec
-	cbuf [32]byte
+	// bytes the receive queue still holds (see readInto).
+	inq bool
 
-	// Reading: next reads into a pooled buffer, Read into the caller's.
-	nextFn, readFn func(fd uintptr) bool // bound on first use
-	rp             []byte                // Read's buffer
-	bp             *[]byte               // next's buffer
-	rn             int
-	rerr           error
+	// Reading: next reads into a pooled buffer (rp nil), Read into the
+	// caller's (rp).
+	readFn func(fd uintptr) bool // doRead, bound on first use
+	rp     []byte                // Read's buffer
+	bp     *[]byte               // next's buffer
+	rn     int
+	rerr   error
 
 	// Writing.
 	wmu     sync.Mutex // guards the fields below
@@ -82,7 +83,7 @@ type rawSock struct {
 	// wtimeout fails the write with os.ErrDeadlineExceeded.
 	dmu      sync.Mutex    // orders deadline changes; guards the fields below
 	wtimeout time.Duration // 0: none; set before the first write
-	limit    time.Time     // a bound on every write (the drain deadline); zero: none
+	limit    int64         // a bound on every write (the drain deadline), unix nanoseconds; 0: none
 	aborted  atomic.Bool   // abortWrites was called; written under dmu
 	// queued is the send queue's length when the write timeout was last
 	// armed (see progressed).
@@ -99,7 +100,18 @@ func newRawSock(c net.Conn) *rawSock {
 	if err != nil {
 		return nil
 	}
-	return &rawSock{raw: raw, network: c.LocalAddr().Network(), conn: c, stuckAt: -1}
+	return &rawSock{raw: raw, conn: c, stuckAt: -1}
+}
+
+// network is the socket's network ("tcp", "unix"), for errors.
+func (s *rawSock) network() string { return s.conn.LocalAddr().Network() }
+
+// limitTime is limit as a time; zero when there is none.
+func (s *rawSock) limitTime() time.Time {
+	if s.limit == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, s.limit)
 }
 
 func (s *rawSock) parkable() {}
@@ -107,21 +119,15 @@ func (s *rawSock) parkable() {}
 // next waits until the socket has data and returns it in a pooled buffer
 // (the caller puts it back), or the error (EOF included) that ended it.
 func (s *rawSock) next() (*[]byte, int, error) {
-	if s.nextFn == nil {
-		s.nextFn = s.doNext
+	if s.readFn == nil {
+		s.readFn = s.doRead
 	}
-	if err := s.raw.Read(s.nextFn); err != nil {
+	if err := s.raw.Read(s.readFn); err != nil {
 		return nil, 0, err
 	}
 	bp, n, err := s.bp, s.rn, s.rerr
 	s.bp = nil
 	return bp, n, err
-}
-
-func (s *rawSock) doNext(fd uintptr) bool {
-	var wait bool
-	s.bp, s.rn, s.rerr, wait, _ = s.readSock(fd)
-	return !wait
 }
 
 // Read is io.Reader's.
@@ -141,9 +147,15 @@ func (s *rawSock) Read(p []byte) (int, error) {
 	return s.rn, s.rerr
 }
 
+// doRead is the read callback of both next (rp nil) and Read: one bound
+// method value a socket, not two.
 func (s *rawSock) doRead(fd uintptr) bool {
 	var wait bool
-	s.rn, s.rerr, wait, _ = s.readInto(fd, s.rp)
+	if s.rp == nil {
+		s.bp, s.rn, s.rerr, wait, _ = s.readSock(fd)
+	} else {
+		s.rn, s.rerr, wait, _ = s.readInto(fd, s.rp)
+	}
 	return !wait
 }
 
@@ -196,7 +208,7 @@ func (s *rawSock) doWrite(fd uintptr) bool {
 			}
 			return false // wait until writable
 		default:
-			s.werr = opError("write", s.network, errno)
+			s.werr = opError("write", s.network(), errno)
 			return true
 		}
 	}
@@ -220,8 +232,8 @@ func (s *rawSock) arm(fd uintptr) {
 
 func (s *rawSock) setTimeoutLocked() {
 	d := time.Now().Add(s.wtimeout)
-	if !s.limit.IsZero() && s.limit.Before(d) {
-		d = s.limit
+	if s.limit != 0 && s.limit < d.UnixNano() {
+		d = time.Unix(0, s.limit)
 	}
 	_ = s.conn.SetWriteDeadline(d)
 }
@@ -235,7 +247,7 @@ func (s *rawSock) setTimeoutLocked() {
 func (s *rawSock) progressed() bool {
 	s.dmu.Lock()
 	defer s.dmu.Unlock()
-	if s.aborted.Load() || (!s.limit.IsZero() && !time.Now().Before(s.limit)) {
+	if s.aborted.Load() || (s.limit != 0 && time.Now().UnixNano() >= s.limit) {
 		return false
 	}
 	queued := -1
@@ -263,7 +275,7 @@ func (s *rawSock) disarm() {
 	defer s.dmu.Unlock()
 	s.stuckAt = -1
 	if !s.aborted.Load() {
-		_ = s.conn.SetWriteDeadline(s.limit)
+		_ = s.conn.SetWriteDeadline(s.limitTime())
 	}
 }
 
@@ -279,7 +291,7 @@ func (s *rawSock) limitWrites(deadline time.Time) {
 		s.aborted.Store(true)
 		deadline = aLongTimeAgo
 	}
-	s.limit = deadline
+	s.limit = deadline.UnixNano()
 	_ = s.conn.SetWriteDeadline(deadline)
 }
 
@@ -314,7 +326,7 @@ func (s *rawSock) shutdownWrite() error {
 		return err
 	}
 	if errno != 0 {
-		return opError("shutdown", s.network, errno)
+		return opError("shutdown", s.network(), errno)
 	}
 	s.wshut.Store(true)
 	return nil
@@ -362,7 +374,7 @@ func (s *rawSock) readInto(fd uintptr, p []byte) (n int, err error, wait, more b
 		case errno == syscall.EAGAIN:
 			return 0, nil, true, false
 		case errno != 0:
-			return 0, opError("read", s.network, errno), false, false
+			return 0, opError("read", s.network(), errno), false, false
 		case n == 0:
 			return 0, io.EOF, false, false
 		}
@@ -375,7 +387,7 @@ const tcpInq = 36
 
 // enableInq turns TCP_INQ on for a TCP socket (see readInto).
 func (s *rawSock) enableInq() {
-	if s.network != "tcp" && s.network != "tcp4" && s.network != "tcp6" {
+	if _, ok := s.conn.(*net.TCPConn); !ok {
 		return
 	}
 	var errno syscall.Errno
@@ -388,22 +400,25 @@ func (s *rawSock) enableInq() {
 
 // recvInq is recvmsg(2) into p with the TCP_INQ control message: the bytes
 // read, and the receive queue's length after them (-1 when the message
-// did not come).
+// did not come). The message header and control buffer are the call's
+// own, on its stack (the kernel is done with them when it returns).
 func (s *rawSock) recvInq(fd uintptr, p []byte) (n, inq int, errno syscall.Errno) {
-	s.iov.Base = unsafe.SliceData(p)
-	s.iov.SetLen(len(p))
-	s.msg = syscall.Msghdr{Iov: &s.iov, Iovlen: 1, Control: &s.cbuf[0]}
-	s.msg.SetControllen(len(s.cbuf))
-	r, _, errno := syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&s.msg)), 0)
-	s.iov.Base = nil // the pooled buffer is not the socket's to keep
+	var (
+		cbuf [32]byte
+		iov  = syscall.Iovec{Base: unsafe.SliceData(p)}
+		msg  = syscall.Msghdr{Iov: &iov, Iovlen: 1, Control: &cbuf[0]}
+	)
+	iov.SetLen(len(p))
+	msg.SetControllen(len(cbuf))
+	r, _, errno := syscall.RawSyscall(syscall.SYS_RECVMSG, fd, uintptr(unsafe.Pointer(&msg)), 0)
 	if errno != 0 {
 		return 0, -1, errno
 	}
 	inq = -1
-	if s.msg.Controllen >= uint64(syscall.CmsgLen(4)) {
-		h := (*syscall.Cmsghdr)(unsafe.Pointer(&s.cbuf[0]))
+	if msg.Controllen >= uint64(syscall.CmsgLen(4)) {
+		h := (*syscall.Cmsghdr)(unsafe.Pointer(&cbuf[0]))
 		if h.Level == syscall.IPPROTO_TCP && h.Type == tcpInq {
-			inq = int(*(*int32)(unsafe.Pointer(&s.cbuf[syscall.CmsgLen(0)])))
+			inq = int(*(*int32)(unsafe.Pointer(&cbuf[syscall.CmsgLen(0)])))
 		}
 	}
 	return int(r), inq, 0

@@ -26,18 +26,18 @@ type recordConn struct {
 	bp   *[]byte // buffered socket bytes buf[r:w], nil when empty
 	r, w int
 
-	// noWait makes Read fail with ErrWouldBlock instead of waiting for
-	// the socket.
-	noWait bool
-
 	// err is how the socket ended, seen by a tunnel's relay before
 	// crypto/tls has read what came before it; Read returns it once the
 	// buffer is empty.
 	err error
 
-	hdr    [tlsRecordHeader]byte
-	hdrN   int // bytes of the current record header seen
 	remain int // bytes of the current record body not yet returned
+	hdr    [tlsRecordHeader]byte
+	hdrN   uint8 // bytes of the current record header seen
+
+	// noWait makes Read fail with ErrWouldBlock instead of waiting for
+	// the socket.
+	noWait bool
 
 	// Between beginBatch and endBatch, Write collects the records
 	// crypto/tls writes in batch, so that one write(2) sends them all.
@@ -225,7 +225,7 @@ func (c *recordConn) Read(p []byte) (int, error) {
 	buf := (*c.bp)[c.r:c.w]
 	limit := len(buf) // a partial header: all of buf belongs to it
 	if c.hdrN < tlsRecordHeader {
-		if need := tlsRecordHeader - c.hdrN; len(buf) >= need {
+		if need := tlsRecordHeader - int(c.hdrN); len(buf) >= need {
 			var hdr [tlsRecordHeader]byte
 			copy(hdr[:], c.hdr[:c.hdrN])
 			copy(hdr[c.hdrN:], buf[:need])
@@ -250,7 +250,7 @@ func (c *recordConn) advance(b []byte) {
 	for len(b) > 0 {
 		if c.hdrN < tlsRecordHeader {
 			k := copy(c.hdr[c.hdrN:], b)
-			c.hdrN += k
+			c.hdrN += uint8(k)
 			b = b[k:]
 			if c.hdrN == tlsRecordHeader {
 				c.remain = recordLen(c.hdr)
@@ -285,8 +285,8 @@ func (c *recordConn) pending() bool {
 	var hdr [tlsRecordHeader]byte
 	copy(hdr[:], c.hdr[:c.hdrN])
 	k := copy(hdr[c.hdrN:], buf)
-	if c.hdrN+k < tlsRecordHeader {
+	if int(c.hdrN)+k < tlsRecordHeader {
 		return false
 	}
-	return len(buf) >= tlsRecordHeader-c.hdrN+recordLen(hdr)
+	return len(buf) >= tlsRecordHeader-int(c.hdrN)+recordLen(hdr)
 }
