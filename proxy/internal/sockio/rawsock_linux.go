@@ -73,7 +73,7 @@ type rawSock struct {
 	werr    error
 	stuckAt int // wn when the write deadline was last armed; -1 when not armed
 
-	wshut atomic.Bool // shutdownWrite has succeeded
+	wshut atomic.Bool // shutdownWrite has succeeded, or found nothing to shut down
 
 	// Write deadlines. A write that finds the socket full (EAGAIN) arms
 	// the write timeout, and again each time the peer has taken bytes
@@ -300,9 +300,12 @@ func (s *rawSock) setWriteDeadline(t time.Time) error {
 // it sends runs, on loopback, the peer's side of it too.
 //
 // A call after one that succeeded does nothing: a tunnel half-closes a
-// direction when its source ends and again before it closes. It does not
-// take wmu: it must not wait for a write blocked on a slow peer, which the
-// Close that follows it is there to end.
+// direction when its source ends and again before it closes. So does a
+// call after one that failed with ENOTCONN: the peer reset the connection
+// (a client that closes as soon as it has its close frame does), and there
+// is nothing left to shut down. It does not take wmu: it must not wait for
+// a write blocked on a slow peer, which the Close that follows it is there
+// to end.
 func (s *rawSock) shutdownWrite() error {
 	if s.wshut.Load() {
 		return nil
@@ -312,6 +315,9 @@ func (s *rawSock) shutdownWrite() error {
 		_, _, errno = syscall.RawSyscall(syscall.SYS_SHUTDOWN, fd, syscall.SHUT_WR, 0)
 	}); err != nil {
 		return err
+	}
+	if errno == syscall.ENOTCONN {
+		s.wshut.Store(true)
 	}
 	if errno != 0 {
 		return opError("shutdown", s.network, errno)

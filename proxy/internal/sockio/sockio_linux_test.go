@@ -309,3 +309,27 @@ func BenchmarkLoopbackFloor(b *testing.B) {
 		}
 	}
 }
+
+// Once the peer has reset the connection, shutdown(2) fails with ENOTCONN;
+// the tunnel's second half-close then makes no system call.
+func TestShutdownWriteAfterReset(t *testing.T) {
+	client, server := tcpPair(t)
+	s := newRawSock(server)
+	if err := client.SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	client.Close() // a reset
+	_ = server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := server.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read after the peer's reset = %v, want ECONNRESET", err)
+	}
+	if err := s.shutdownWrite(); !errors.Is(err, syscall.ENOTCONN) {
+		t.Fatalf("shutdownWrite after a reset = %v, want ENOTCONN", err)
+	}
+	if !s.wshut.Load() {
+		t.Error("shutdownWrite after ENOTCONN: not marked done; the next call would try again")
+	}
+	if err := s.shutdownWrite(); err != nil {
+		t.Errorf("second shutdownWrite = %v, want nil", err)
+	}
+}
