@@ -4,7 +4,6 @@ package sockio
 
 import (
 	"context"
-	"io"
 	"net"
 	"net/netip"
 	"os"
@@ -74,12 +73,37 @@ func connectRaw(fd uintptr, network string, ap netip.AddrPort) syscall.Errno {
 	}
 }
 
-// HandshakeIO returns what to read and write c's upgrade handshake
+// HandshakeIO returns what to send c's upgrade request and read its answer
 // through: raw system calls, as in the tunnel (a write runs the backend's
-// receive path, long enough for sysmon to take the P), or c itself.
-func HandshakeIO(c net.Conn) io.ReadWriter {
+// receive path, long enough for sysmon to take the P), with the request
+// written from inside the read that waits for the answer (see
+// sendThenRead); or c itself.
+func HandshakeIO(c net.Conn) Handshake {
 	if s := newRawSock(c); s != nil {
-		return s
+		return &rawHandshake{s: s}
 	}
-	return c
+	return &connHandshake{c: c}
+}
+
+// rawHandshake is Handshake over a rawSock: Send keeps the request for the
+// first Read to write.
+type rawHandshake struct {
+	s   *rawSock
+	req []byte
+}
+
+func (h *rawHandshake) Send(p []byte) error {
+	h.req = p
+	return nil
+}
+
+func (h *rawHandshake) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	if req := h.req; len(req) > 0 {
+		h.req = nil
+		return h.s.exchange(req, p)
+	}
+	return h.s.Read(p)
 }

@@ -4,7 +4,6 @@ package sockio
 
 import (
 	"context"
-	"io"
 	"net"
 	"syscall"
 	"time"
@@ -19,6 +18,9 @@ func acceptedTCP(*net.TCPConn) ClientConn { return nil }
 // DialControl is the backend dialer's ControlContext; nil here.
 var DialControl func(ctx context.Context, network, address string, c syscall.RawConn) error
 
-// HandshakeIO returns what to read and write c's upgrade handshake
+// HandshakeIO returns what to send c's upgrade request and read its answer
 // through: c itself here.
-func HandshakeIO(c net.Conn) io.ReadWriter { return c }
+func HandshakeIO(c net.Conn) Handshake { return &connHandshake{c: c} }
+
+// ExpectHandshake: nothing here (see the Linux build).
+func ExpectHandshake(ClientConn) {}

@@ -58,6 +58,10 @@ type rawSock struct {
 	iov  syscall.Iovec
 	cbuf [32]byte
 
+	// emptyReads counts the reads that found nothing (EAGAIN): system
+	// calls for nothing, which tests count. The reader's.
+	emptyReads int
+
 	// Reading: next reads into a pooled buffer, Read into the caller's.
 	nextFn, readFn func(fd uintptr) bool // bound on first use
 	rp             []byte                // Read's buffer
@@ -326,6 +330,81 @@ func (s *rawSock) shutdownWrite() error {
 	return nil
 }
 
+// sendThenRead writes req and then reads the answer with read, all inside
+// one RawConn.Read call: the first call of the callback writes, and
+// returns to the poller without trying to read; read is called only once
+// the socket has become readable (it returns false to wait for more).
+//
+// Trying a read right after writing a request fails with EAGAIN almost
+// always, the peer not having answered yet: a system call for nothing.
+// Waiting first is safe only inside the same RawConn.Read call: each call
+// begins by forgetting the readiness the poller recorded before it, so an
+// answer that came between a Write and a later Read could be forgotten
+// and never read. Here the readiness is reset before the request goes out,
+// and no answer can come before it.
+//
+// It returns how much of req it wrote, and with werr why it stopped
+// writing. Less than all of req without werr means the socket took no
+// more without waiting: nothing was read then, and the caller finishes
+// with Write and Read. err is the wait's (a deadline, a close). It holds
+// wmu throughout: no other write may come between.
+func (s *rawSock) sendThenRead(req []byte, read func(fd uintptr) bool) (written int, werr, err error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	full := false
+	err = s.raw.Read(func(fd uintptr) bool {
+		if written == len(req) {
+			return read(fd)
+		}
+		for written < len(req) {
+			n, errno := sysWrite(fd, req[written:])
+			switch errno {
+			case 0:
+				written += n
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				full = true
+				return true
+			default:
+				werr = opError("write", s.network, errno)
+				return true
+			}
+		}
+		return false // wait for the answer
+	})
+	if werr != nil || full {
+		err = nil
+	}
+	return written, werr, err
+}
+
+// exchange writes req and reads the first bytes of its answer into p, as
+// a Write and then a Read would, with one system call fewer (see
+// sendThenRead).
+func (s *rawSock) exchange(req, p []byte) (int, error) {
+	var (
+		n    int
+		rerr error
+	)
+	written, werr, err := s.sendThenRead(req, func(fd uintptr) bool {
+		var wait bool
+		n, rerr, wait, _ = s.readInto(fd, p)
+		return !wait
+	})
+	switch {
+	case werr != nil:
+		return 0, werr
+	case err != nil:
+		return 0, err
+	case written < len(req):
+		if _, err := s.Write(req[written:]); err != nil {
+			return 0, err
+		}
+		return s.Read(p)
+	}
+	return n, rerr
+}
+
 // readSock reads the socket fd into a pooled buffer. It returns the
 // buffer and n > 0, or the error that ended the socket (io.EOF at its
 // end), or wait when there is nothing to read yet; more as readInto.
@@ -366,6 +445,7 @@ func (s *rawSock) readInto(fd uintptr, p []byte) (n int, err error, wait, more b
 		case errno == syscall.EINTR:
 			continue
 		case errno == syscall.EAGAIN:
+			s.emptyReads++
 			return 0, nil, true, false
 		case errno != 0:
 			return 0, opError("read", s.network, errno), false, false

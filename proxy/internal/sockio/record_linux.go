@@ -30,6 +30,10 @@ type recordConn struct {
 	// the socket.
 	noWait bool
 
+	// awaitReply: the next Write, if it is a TLS handshake flight, also
+	// waits for the client's answer and reads it (see ExpectHandshake).
+	awaitReply bool
+
 	// err is how the socket ended, seen by a tunnel's relay before
 	// crypto/tls has read what came before it; Read returns it once the
 	// buffer is empty.
@@ -140,6 +144,12 @@ func (c *recordConn) readMore() error {
 // each record, or a flight of them, with one call; in a batch the records
 // are collected and sent together by endBatch.
 func (c *recordConn) Write(p []byte) (int, error) {
+	if c.awaitReply {
+		c.awaitReply = false
+		if len(p) > 0 && p[0] == recordTypeHandshake && c.bp == nil && c.err == nil {
+			return c.writeAwaitReply(p)
+		}
+	}
 	c.bmu.Lock()
 	if c.batch == nil {
 		c.bmu.Unlock()
@@ -155,6 +165,54 @@ func (c *recordConn) Write(p []byte) (int, error) {
 		}
 	}
 	c.batchN += copy((*c.batch)[c.batchN:], p)
+	return len(p), nil
+}
+
+// recordTypeHandshake is the content type of TLS handshake records.
+const recordTypeHandshake = 22
+
+// ExpectHandshake tells cc, a ClientConn from Accepted, that a TLS server
+// handshake is about to run on it. The server's first flight (the
+// ServerHello and what goes with it, a HelloRetryRequest, or a TLS 1.2
+// ServerHelloDone flight: every one of them is answered by the client
+// before the handshake can go on) is then written from inside the read
+// that waits for the client's answer, so that the first read after it
+// does not fail with EAGAIN (see sendThenRead). The Write that sends it
+// returns once the answer, or the end of the connection, is here, or the
+// read deadline has passed; only that Write, and only when it begins with
+// a handshake record (an alert does not wait). Elsewhere it does nothing.
+func ExpectHandshake(cc ClientConn) {
+	if c, ok := cc.(*recordConn); ok {
+		c.awaitReply = true
+	}
+}
+
+// writeAwaitReply writes p, the server's first flight, and reads the
+// client's answer into the buffer (see ExpectHandshake). Whatever ends the
+// wait (a deadline, a close) is for the next Read to find again; the write
+// itself has succeeded.
+func (c *recordConn) writeAwaitReply(p []byte) (int, error) {
+	var (
+		bp   *[]byte
+		n    int
+		rerr error
+	)
+	written, werr, _ := c.sock.sendThenRead(p, func(fd uintptr) bool {
+		var wait bool
+		bp, n, rerr, wait, _ = c.sock.readSock(fd)
+		return !wait
+	})
+	switch {
+	case werr != nil:
+		return written, werr
+	case written < len(p):
+		k, err := c.sock.Write(p[written:])
+		return written + k, err
+	case n > 0:
+		c.bp, c.r, c.w = bp, 0, n
+	case rerr != nil:
+		c.err = rerr
+	}
 	return len(p), nil
 }
 

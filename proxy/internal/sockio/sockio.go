@@ -67,6 +67,27 @@ type Conn interface {
 	Parkable() (Pollable, bool)
 }
 
+// Handshake is a backend connection during the upgrade handshake, as the
+// proxy uses it: one request sent, then its answer read (see HandshakeIO).
+type Handshake interface {
+	// Send writes the whole request p, at once or as part of the first
+	// Read (then p must stay unchanged until that Read returns, and an
+	// error writing it is that Read's).
+	Send(p []byte) error
+	// Read reads the answer.
+	Read(p []byte) (int, error)
+}
+
+// connHandshake is Handshake on net.Conn's own Write and Read.
+type connHandshake struct{ c net.Conn }
+
+func (h *connHandshake) Send(p []byte) error {
+	_, err := h.c.Write(p)
+	return err
+}
+
+func (h *connHandshake) Read(p []byte) (int, error) { return h.c.Read(p) }
+
 // Pollable is a socket a Parker can wait on.
 type Pollable interface {
 	parkable()

@@ -4,11 +4,13 @@ package sockio
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -331,5 +333,129 @@ func TestShutdownWriteAfterReset(t *testing.T) {
 	}
 	if err := s.shutdownWrite(); err != nil {
 		t.Errorf("second shutdownWrite = %v, want nil", err)
+	}
+}
+
+// The upgrade request goes out from inside the read that waits for its
+// answer: no read finds the socket empty, and the answer comes back whole.
+func TestHandshakeIOSendThenRead(t *testing.T) {
+	client, server := tcpPair(t)
+	const req, answer = "GET /ws HTTP/1.1\r\n\r\n", "HTTP/1.1 101 Switching Protocols\r\n\r\n"
+	served := make(chan error, 1)
+	go func() {
+		got := make([]byte, len(req))
+		if _, err := io.ReadFull(server, got); err != nil || string(got) != req {
+			served <- errors.New("server read " + strconv.Quote(string(got)))
+			return
+		}
+		_, err := io.WriteString(server, answer)
+		served <- err
+	}()
+	_ = client.SetDeadline(time.Now().Add(5 * time.Second))
+	hs := HandshakeIO(client)
+	rh, ok := hs.(*rawHandshake)
+	if !ok {
+		t.Fatalf("HandshakeIO(TCP) = %T, want *rawHandshake", hs)
+	}
+	if err := hs.Send([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(io.LimitReader(hs, int64(len(answer))))
+	if err != nil || string(got) != answer {
+		t.Fatalf("answer = %q, %v; want %q", got, err, answer)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	if n := rh.s.emptyReads; n != 0 {
+		t.Errorf("%d reads found the socket empty, want 0", n)
+	}
+
+	// The peer gone before the request: the error comes from the Read.
+	client2, server2 := tcpPair(t)
+	if err := server2.SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	server2.Close()
+	_ = client2.SetDeadline(time.Now().Add(5 * time.Second))
+	hs2 := HandshakeIO(client2)
+	_ = hs2.Send([]byte(req))
+	if _, err := io.ReadAll(hs2); err == nil {
+		t.Error("Read after sending to a reset peer succeeded")
+	}
+}
+
+// Under ExpectHandshake the server's first flight is written from inside
+// the read that waits for the client's answer: after the ClientHello no
+// read finds the socket empty during a whole TLS 1.3 handshake.
+func TestExpectHandshakeWaitsForTheAnswer(t *testing.T) {
+	cfg, roots := tlsConfigs(t)
+	for _, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		t.Run(tls.VersionName(version), func(t *testing.T) {
+			client, server := tcpPair(t)
+			cc := Accepted(server)
+			rc, ok := cc.(*recordConn)
+			if !ok {
+				t.Fatalf("Accepted(TCP) = %T, want *recordConn", cc)
+			}
+			_ = cc.SetDeadline(time.Now().Add(5 * time.Second))
+			cli := tls.Client(client, &tls.Config{RootCAs: roots, ServerName: "localhost", MaxVersion: version})
+			errc := make(chan error, 1)
+			go func() { errc <- cli.Handshake() }()
+			if _, err := cc.Peek(tlsRecordHeader); err != nil { // the ClientHello is here
+				t.Fatal(err)
+			}
+			before := rc.sock.emptyReads
+			ExpectHandshake(cc)
+			srv := tls.Server(cc, cfg)
+			if err := srv.Handshake(); err != nil {
+				t.Fatalf("server handshake: %v", err)
+			}
+			if err := <-errc; err != nil {
+				t.Fatalf("client handshake: %v", err)
+			}
+			if n := rc.sock.emptyReads - before; version == tls.VersionTLS13 && n != 0 {
+				t.Errorf("%d reads found the socket empty during the handshake, want 0", n)
+			}
+			// The connection works as usual afterwards.
+			go func() { _, _ = cli.Write([]byte("ping")) }()
+			got := make([]byte, 4)
+			if _, err := io.ReadFull(srv, got); err != nil || string(got) != "ping" {
+				t.Fatalf("read after the handshake = %q, %v", got, err)
+			}
+		})
+	}
+}
+
+// A first write that is an alert does not wait for an answer: a client
+// whose ClientHello is refused gets the alert and the close at once.
+func TestExpectHandshakeAlertDoesNotWait(t *testing.T) {
+	cfg, _ := tlsConfigs(t)
+	client, server := tcpPair(t)
+	cc := Accepted(server)
+	ExpectHandshake(cc)
+	// A handshake record that is no ClientHello.
+	if _, err := client.Write([]byte{22, 3, 1, 0, 4, 99, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		srv := tls.Server(cc, cfg)
+		err := srv.Handshake()
+		srv.Close()
+		errc <- err
+	}()
+	// Bounded: a server waiting for an answer to its alert would hold the
+	// connection open past this.
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatalf("reading the refusal: %v (the server did not close)", err)
+	}
+	if len(got) == 0 || got[0] != 21 {
+		t.Errorf("the server sent %v, want an alert record", got)
+	}
+	if err := <-errc; err == nil {
+		t.Error("server handshake with a bad ClientHello succeeded")
 	}
 }
