@@ -178,7 +178,7 @@ wait_line() {
 # free_port: a loopback TCP port nobody listens on right now.
 free_port() {
 	local p
-	for ((p = 20000 + RANDOM % 20000; ; p++)); do
+	for ((p = 20000 + RANDOM % 10000; ; p++)); do # below the ephemeral ports (32768-)
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return
