@@ -253,14 +253,8 @@ func (c *tlsConn) Write(p []byte) (int, error) {
 }
 
 // CloseWrite sends close_notify, then the FIN (the FIN even when
-// close_notify could not go out).
-func (c *tlsConn) CloseWrite() error {
-	err := c.Conn.CloseWrite()
-	if serr := c.rc.sock.shutdownWrite(); err == nil {
-		err = serr
-	}
-	return err
-}
+// close_notify could not go out), in one segment (see closeWrite).
+func (c *tlsConn) CloseWrite() error { return c.rc.closeWrite(c.Conn) }
 
 func (c *tlsConn) LimitWrites(deadline time.Time) { c.rc.sock.limitWrites(deadline) }
 

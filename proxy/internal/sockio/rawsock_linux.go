@@ -37,6 +37,14 @@ func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
 	return int(n), errno
 }
 
+// sysSendMore is send(2) on a non-blocking socket with MSG_MORE: the
+// kernel may hold a last partial segment back for what the caller sends
+// next, or for the FIN of a shutdown(2) that follows at once.
+func sysSendMore(fd uintptr, p []byte) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), syscall.MSG_MORE|syscall.MSG_NOSIGNAL, 0, 0)
+	return int(n), errno
+}
+
 // opError wraps a system call's error as net.Conn methods do.
 func opError(op, network string, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: network, Err: os.NewSyscallError(op, errno)}
@@ -72,6 +80,7 @@ type rawSock struct {
 	// Writing.
 	wmu     sync.Mutex // guards the fields below
 	writeFn func(fd uintptr) bool
+	wmore   bool // the write in progress goes with MSG_MORE (see writeMore)
 	wp      []byte
 	wn      int
 	werr    error
@@ -154,9 +163,18 @@ func (s *rawSock) doRead(fd uintptr) bool {
 // Write writes all of p unless an error (a deadline, Close, a reset, the
 // write timeout) stops it. After abortWrites it writes what the socket
 // takes at once and never waits.
-func (s *rawSock) Write(p []byte) (int, error) {
+func (s *rawSock) Write(p []byte) (int, error) { return s.write(p, false) }
+
+// writeMore is Write with MSG_MORE (see sysSendMore): the caller makes
+// sure that a write without it, or a shutdown(2) or close(2), follows at
+// once, or the last bytes may wait in the socket (Linux sends a held
+// segment when its probe timer fires, a fifth of a second later).
+func (s *rawSock) writeMore(p []byte) (int, error) { return s.write(p, true) }
+
+func (s *rawSock) write(p []byte, more bool) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.wmore = more
 	if s.writeFn == nil {
 		s.writeFn = s.doWrite
 	}
@@ -189,7 +207,15 @@ func (s *rawSock) Write(p []byte) (int, error) {
 
 func (s *rawSock) doWrite(fd uintptr) bool {
 	for s.wn < len(s.wp) {
-		n, errno := sysWrite(fd, s.wp[s.wn:])
+		var (
+			n     int
+			errno syscall.Errno
+		)
+		if s.wmore {
+			n, errno = sysSendMore(fd, s.wp[s.wn:])
+		} else {
+			n, errno = sysWrite(fd, s.wp[s.wn:])
+		}
 		switch errno {
 		case 0:
 			s.wn += n

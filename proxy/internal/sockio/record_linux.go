@@ -3,6 +3,7 @@
 package sockio
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"time"
@@ -48,6 +49,7 @@ type recordConn struct {
 	bmu    sync.Mutex
 	batch  *[]byte // guarded by bmu
 	batchN int     // guarded by bmu
+	more   bool    // writes go with MSG_MORE (see closeWrite); guarded by bmu
 }
 
 var _ ClientConn = (*recordConn)(nil)
@@ -152,8 +154,9 @@ func (c *recordConn) Write(p []byte) (int, error) {
 	}
 	c.bmu.Lock()
 	if c.batch == nil {
+		more := c.more
 		c.bmu.Unlock()
-		return c.sock.Write(p)
+		return c.sock.write(p, more)
 	}
 	defer c.bmu.Unlock()
 	if c.batchN+len(p) > len(*c.batch) {
@@ -214,6 +217,25 @@ func (c *recordConn) writeAwaitReply(p []byte) (int, error) {
 		c.err = rerr
 	}
 	return len(p), nil
+}
+
+// closeWrite has tc, the TLS connection over c, send its close_notify,
+// then sends the FIN. The close_notify goes with MSG_MORE, so that the
+// kernel holds it for the FIN that follows at once: one segment for both
+// instead of two, each of which costs both ends a trip through the TCP
+// stack. The FIN is sent even when close_notify could not be.
+func (c *recordConn) closeWrite(tc *tls.Conn) error {
+	c.bmu.Lock()
+	c.more = true
+	c.bmu.Unlock()
+	err := tc.CloseWrite()
+	c.bmu.Lock()
+	c.more = false
+	c.bmu.Unlock()
+	if serr := c.sock.shutdownWrite(); err == nil {
+		err = serr
+	}
+	return err
 }
 
 // batchSize holds the records of one BufSize write: the plaintext, and a

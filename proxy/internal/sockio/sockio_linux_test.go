@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection.
@@ -457,5 +459,43 @@ func TestExpectHandshakeAlertDoesNotWait(t *testing.T) {
 	}
 	if err := <-errc; err == nil {
 		t.Error("server handshake with a bad ClientHello succeeded")
+	}
+}
+
+// segsOut is the number of TCP segments c's socket has sent.
+func segsOut(t *testing.T, c *rawSock) uint32 {
+	t.Helper()
+	var (
+		info *unix.TCPInfo
+		gerr error
+	)
+	if err := c.raw.Control(func(fd uintptr) { info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	return info.Segs_out
+}
+
+// A TLS half-close sends close_notify and the FIN in one segment.
+func TestTLSCloseWriteOneSegment(t *testing.T) {
+	p := newPair(t, "tls", 0)
+	tc := p.conn.(*tlsConn)
+	// Data from the server carries its acknowledgement of everything the
+	// client sent, so no ACK of its own is due while we count.
+	if _, err := p.conn.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(p.peer, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	before := segsOut(t, tc.rc.sock)
+	if err := p.conn.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if n := segsOut(t, tc.rc.sock) - before; n != 1 {
+		t.Errorf("CloseWrite sent %d segments, want 1 (close_notify with the FIN)", n)
+	}
+	if got, err := io.ReadAll(p.peer); err != nil || len(got) != 0 {
+		t.Errorf("the peer read %q, %v after the half-close; want a clean end", got, err)
 	}
 }
