@@ -81,6 +81,7 @@ type rawSock struct {
 	wmu     sync.Mutex // guards the fields below
 	writeFn func(fd uintptr) bool
 	wmore   bool // the write in progress goes with MSG_MORE (see writeMore)
+	held    bool // the last write went with MSG_MORE (see flush)
 	wp      []byte
 	wn      int
 	werr    error
@@ -198,6 +199,7 @@ func (s *rawSock) write(p []byte, more bool) (int, error) {
 	if err == nil {
 		err = s.werr
 	}
+	s.held = more
 	s.wp, s.werr = nil, nil
 	if s.stuckAt >= 0 {
 		s.disarm()
@@ -295,6 +297,28 @@ func (s *rawSock) disarm() {
 	if !s.aborted.Load() {
 		_ = s.conn.SetWriteDeadline(s.limit)
 	}
+}
+
+// flush sends what a write with MSG_MORE left in the socket: turning
+// TCP_NODELAY on (it is on already) pushes the pending segments out.
+func (s *rawSock) flush() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if !s.held {
+		return nil
+	}
+	s.held = false
+	var errno syscall.Errno
+	if err := s.raw.Control(func(fd uintptr) {
+		one := int32(1)
+		_, _, errno = syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, uintptr(unsafe.Pointer(&one)), 4, 0)
+	}); err != nil {
+		return err
+	}
+	if errno != 0 {
+		return opError("setsockopt", s.network, errno)
+	}
+	return nil
 }
 
 // limitWrites bounds every write, waiting or to come, by deadline; a

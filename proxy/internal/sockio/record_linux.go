@@ -49,7 +49,7 @@ type recordConn struct {
 	bmu    sync.Mutex
 	batch  *[]byte // guarded by bmu
 	batchN int     // guarded by bmu
-	more   bool    // writes go with MSG_MORE (see closeWrite); guarded by bmu
+	more   bool    // writes go with MSG_MORE (see setMore); guarded by bmu
 }
 
 var _ ClientConn = (*recordConn)(nil)
@@ -164,7 +164,7 @@ func (c *recordConn) Write(p []byte) (int, error) {
 			return 0, err
 		}
 		if len(p) > len(*c.batch) {
-			return c.sock.Write(p)
+			return c.sock.write(p, c.more)
 		}
 	}
 	c.batchN += copy((*c.batch)[c.batchN:], p)
@@ -225,17 +225,20 @@ func (c *recordConn) writeAwaitReply(p []byte) (int, error) {
 // instead of two, each of which costs both ends a trip through the TCP
 // stack. The FIN is sent even when close_notify could not be.
 func (c *recordConn) closeWrite(tc *tls.Conn) error {
-	c.bmu.Lock()
-	c.more = true
-	c.bmu.Unlock()
+	c.setMore(true)
 	err := tc.CloseWrite()
-	c.bmu.Lock()
-	c.more = false
-	c.bmu.Unlock()
+	c.setMore(false)
 	if serr := c.sock.shutdownWrite(); err == nil {
 		err = serr
 	}
 	return err
+}
+
+// setMore makes the writes from now on go with MSG_MORE, or not.
+func (c *recordConn) setMore(more bool) {
+	c.bmu.Lock()
+	c.more = more
+	c.bmu.Unlock()
 }
 
 // batchSize holds the records of one BufSize write: the plaintext, and a
@@ -267,7 +270,7 @@ func (c *recordConn) flushLocked() error {
 	if c.batchN == 0 {
 		return nil
 	}
-	_, err := c.sock.Write((*c.batch)[:c.batchN])
+	_, err := c.sock.write((*c.batch)[:c.batchN], c.more)
 	c.batchN = 0
 	return err
 }

@@ -48,6 +48,21 @@ type Conn interface {
 	// at most the write timeout (then it fails with
 	// os.ErrDeadlineExceeded), and never past LimitWrites' deadline.
 	Write(p []byte) (int, error)
+	// MoreFollows reports, while Relay's fn runs, whether the peer's
+	// stream is known to go on right behind the bytes fn was given (with
+	// more bytes, or with its end), which Relay passes on before it
+	// waits again: fn may then write them with WriteMore.
+	MoreFollows() bool
+	// WriteMore is Write for bytes that more follow at once: the last of
+	// them may wait in the socket (MSG_MORE) to go out in one segment
+	// with what follows, a Write, CloseWrite's FIN or Close's. One of
+	// those must follow promptly; Linux would send what waits when its
+	// probe timer fires, a fifth of a second or more later.
+	WriteMore(p []byte) (int, error)
+	// Flush sends at once what WriteMore left waiting, if anything (it
+	// makes no system call otherwise): for a writer that stops short of
+	// what it meant to write next.
+	Flush() error
 	// CloseWrite ends the stream towards the peer after what was written:
 	// a TLS close_notify, then the FIN. It waits for the peer no longer
 	// than Write does, and not at all after LimitWrites with a past time.

@@ -499,3 +499,98 @@ func TestTLSCloseWriteOneSegment(t *testing.T) {
 		t.Errorf("the peer read %q, %v after the half-close; want a clean end", got, err)
 	}
 }
+
+// A plain socket's Relay says whether more follows the bytes it hands
+// over: the end of the stream that came with them counts.
+func TestMoreFollows(t *testing.T) {
+	for _, end := range []bool{false, true} {
+		p := newPair(t, "tcp", 0)
+		if _, err := io.WriteString(p.peer, "abc"); err != nil {
+			t.Fatal(err)
+		}
+		if end {
+			if err := p.peer.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var follows []bool
+		err := p.conn.Relay(func(b []byte) (int, error) {
+			follows = append(follows, p.conn.MoreFollows())
+			if end {
+				return len(b), nil
+			}
+			return len(b), errStop
+		})
+		want, wantErr := []bool{false}, errStop
+		if end {
+			want, wantErr = []bool{true}, io.EOF
+		}
+		if !errors.Is(err, wantErr) || !slices.Equal(follows, want) {
+			t.Errorf("end %v: Relay = %v with MoreFollows %v; want %v with %v", end, err, follows, wantErr, want)
+		}
+		if p.conn.MoreFollows() {
+			t.Errorf("end %v: MoreFollows true outside Relay", end)
+		}
+	}
+}
+
+// What WriteMore leaves waiting goes out with what follows: in one
+// segment with CloseWrite's FIN (and a TLS close_notify), or at once on
+// Flush.
+func TestWriteMore(t *testing.T) {
+	sock := func(c Conn) *rawSock {
+		switch c := c.(type) {
+		case *sockConn:
+			return c.s
+		case *tlsConn:
+			return c.rc.sock
+		}
+		t.Fatalf("Conn %T has no rawSock", c)
+		return nil
+	}
+	forKinds(t, func(t *testing.T, kind string) {
+		p := newPair(t, kind, 0)
+		s := sock(p.conn)
+		// Data from this side acknowledges all the peer sent: no ACK of
+		// its own is due while we count.
+		if _, err := p.conn.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		_ = p.peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(p.peer, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+
+		before := segsOut(t, s)
+		if _, err := p.conn.WriteMore([]byte("held")); err != nil {
+			t.Fatal(err)
+		}
+		if n := segsOut(t, s) - before; n != 0 {
+			t.Fatalf("WriteMore sent %d segments at once, want 0", n)
+		}
+		if err := p.conn.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if n := segsOut(t, s) - before; n != 1 {
+			t.Fatalf("Flush: %d segments sent, want 1", n)
+		}
+		if err := p.conn.Flush(); err != nil { // nothing left: no system call
+			t.Fatal(err)
+		}
+
+		before = segsOut(t, s)
+		if _, err := p.conn.WriteMore([]byte("last")); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.conn.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if n := segsOut(t, s) - before; n != 1 {
+			t.Errorf("WriteMore then CloseWrite: %d segments, want 1", n)
+		}
+		got, err := io.ReadAll(p.peer)
+		if err != nil || string(got) != "heldlast" {
+			t.Errorf("the peer read %q, %v; want heldlast and a clean end", got, err)
+		}
+	})
+}
