@@ -71,16 +71,20 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	defer lns.Close()
+	// SIGHUP reloads the config file, and so does a change to it with
+	// -watch-config; SIGUSR2 hands over to a new process. Both are caught
+	// before the lines below say the process is up, so that a signal sent
+	// as soon as they appear is not lost.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	usr2, stopUsr2 := notifyUpgrade()
+	defer stopUsr2()
 	fmt.Fprintf(stdout, "wsgate: proxy listening on %s\n", g.proxyURL())
 	fmt.Fprintf(stdout, "wsgate: admin listening on %s\n", g.adminURL())
 	if g.httpLn != nil {
 		fmt.Fprintf(stdout, "wsgate: http listening on %s\n", g.httpURL())
 	}
-	// SIGHUP reloads the config file, and so does a change to it with
-	// -watch-config; SIGUSR2 hands over to a new process.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
 	if *watch > 0 {
 		cw := &configWatch{path: *path, interval: *watch, log: log, loaded: loaded}
 		watchCtx, stopWatch := context.WithCancel(ctx)
@@ -94,8 +98,6 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			<-watched
 		}()
 	}
-	usr2, stopUsr2 := notifyUpgrade()
-	defer stopUsr2()
 	inheritCtx, stopInherit := context.WithCancel(context.Background())
 	defer stopInherit()
 	ctl := control{
