@@ -18,14 +18,15 @@
 # generator on CPU 1, as in compare.sh), makes 200 connections to warm it
 # up, then counts over -n connections with perf stat
 # (syscalls:sys_enter_*, reads and accepts that failed with EAGAIN,
-# context switches) while wsgate-bench -mode connrate -n N measures CPU.
+# context switches, packets sent) while wsgate-bench -mode connrate -n N
+# measures CPU.
 # System call counts do not depend on how busy the machine is; CPU
 # figures do (see docs/benchmarks.md). Results: $OUT/summary.md (medians
 # per target), $OUT/perf-*.csv, $OUT/bench.jsonl.
 set -euo pipefail
 
 usage() {
-	sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 n=2000
@@ -218,7 +219,7 @@ start_target() {
 	die "no connection through $name; see $plog"
 }
 
-events=(-e 'syscalls:sys_enter_*' -e context-switches
+events=(-e 'syscalls:sys_enter_*' -e context-switches -e net:net_dev_xmit
 	-e syscalls:sys_exit_read --filter 'ret == -11'
 	-e syscalls:sys_exit_recvmsg --filter 'ret == -11'
 	-e syscalls:sys_exit_recvfrom --filter 'ret == -11'
@@ -272,7 +273,7 @@ per() {
 	local f
 	for f in "$out"/perf-"$1"-*.csv; do
 		counts "$f" | awk -F'\t' -v n="$n" -v want="$2" '
-			want == "calls" && $1 != "context-switches" && $1 !~ / EAGAIN$/ { s += $2; next }
+			want == "calls" && $1 != "context-switches" && $1 != "net:net_dev_xmit" && $1 !~ / EAGAIN$/ { s += $2; next }
 			$1 == want { s += $2 }
 			END { printf "%.2f\n", s / n }'
 	done | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) printf "%.2f\n", a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
@@ -284,14 +285,15 @@ per() {
 	cat "$out/context.md"
 	echo
 	echo "Medians over $runs runs of $n connections each, per connection. CPU from /proc/PID/stat over the"
-	echo "measured connections (moves with the load on the machine); system calls and context switches from perf stat."
+	echo "measured connections (moves with the load on the machine); system calls, context switches and packets"
+	echo "sent (net:net_dev_xmit: on loopback also the peer's answers that the proxy's own system calls produce) from perf stat."
 	echo
-	printf '| target | CPU µs | of which kernel µs | system calls | context switches |\n|---|---:|---:|---:|---:|\n'
+	printf '| target | CPU µs | of which kernel µs | system calls | context switches | packets sent |\n|---|---:|---:|---:|---:|---:|\n'
 	for t in "${target_list[@]}"; do
 		cpu=$(grep -F "\"label\":\"$t\"" "$jsonl" | grep -o '"cpu_us_per_handshake":[0-9.]*' | cut -d: -f2 | median)
 		sys=$(grep -F "\"label\":\"$t\"" "$jsonl" | sed -n 's/.*"handshakes":\([0-9]*\).*"cpu_sys_s":\([0-9.]*\).*/\2 \1/p' |
 			awk '{ printf "%.1f\n", $1 * 1e6 / $2 }' | median)
-		printf '| %s | %s | %s | %s | %s |\n' "$t" "$cpu" "$sys" "$(per "$t" calls)" "$(per "$t" context-switches)"
+		printf '| %s | %s | %s | %s | %s | %s |\n' "$t" "$cpu" "$sys" "$(per "$t" calls)" "$(per "$t" context-switches)" "$(per "$t" net:net_dev_xmit)"
 	done
 	echo
 	echo "By system call (EAGAIN: those of them that failed with it):"
@@ -301,12 +303,18 @@ per() {
 	printf '\n|---|'
 	for _ in "${target_list[@]}"; do printf -- '---:|'; done
 	echo
-	for f in "$out"/perf-*.csv; do counts "$f"; done | awk -F'\t' '$2 > 0 && $1 != "context-switches" { print $1 }' | sort -u |
+	for f in "$out"/perf-*.csv; do counts "$f"; done | awk -F'\t' '$2 > 0 && $1 != "context-switches" && $1 != "net:net_dev_xmit" { print $1 }' | sort -u |
 		while IFS= read -r name; do
 			printf '| %s |' "$name"
 			for t in "${target_list[@]}"; do printf ' %s |' "$(per "$t" "$name")"; done
 			echo
 		done
+	echo
+	echo "Per run (in the order run; host steal: the share of each CPU the hypervisor gave other guests):"
+	echo
+	printf '| target | CPU µs | of which kernel µs | host steal %% (cpu0, cpu1) |\n|---|---:|---:|---|\n'
+	sed -n 's/.*"label":"\([^"]*\)".*"handshakes":\([0-9]*\).*"cpu_s":\([0-9.]*\),"cpu_sys_s":\([0-9.]*\).*"steal_pct":{"cpu0":\([0-9.]*\),"cpu1":\([0-9.]*\)}.*/\1 \2 \3 \4 \5 \6/p' "$jsonl" |
+		awk '{ printf "| %s | %.0f | %.0f | %s, %s |\n", $1, $3 * 1e6 / $2, $4 * 1e6 / $2, $5, $6 }'
 } >"$out/summary.md"
 cat "$out/summary.md"
 log "results: $out/summary.md"
