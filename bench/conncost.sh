@@ -18,17 +18,19 @@
 # generator on CPU 1, as in compare.sh), makes 200 connections to warm it
 # up, then counts over -n connections with perf stat
 # (syscalls:sys_enter_*, reads and accepts that failed with EAGAIN,
-# context switches, packets sent) while wsgate-bench -mode connrate -n N
-# measures CPU.
+# context switches) while wsgate-bench -mode connrate -n N measures CPU.
+# The runs happen in a network namespace of their own (unshare -n), whose
+# loopback's packet counter gives the packets per connection.
 # System call counts do not depend on how busy the machine is; CPU
 # figures do (see docs/benchmarks.md). Results: $OUT/summary.md (medians
 # per target), $OUT/perf-*.csv, $OUT/bench.jsonl.
 set -euo pipefail
 
 usage() {
-	sed -n '2,25p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
 }
 
+args=("$@")
 n=2000
 runs=3
 targets=wsgate,nginx,haproxy
@@ -87,6 +89,7 @@ done
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 out=${out:-bench/results/conncost-$(date +%Y%m%d-%H%M%S)}
+out=${CONNCOST_NETNS_OUT:-$out}
 mkdir -p "$out"/{bin,certs,logs,run}
 out=$(cd "$out" && pwd)
 bin=$out/bin
@@ -145,26 +148,44 @@ free_port() {
 
 ulimit -n 20000 2>/dev/null || true
 
-log "building into $bin"
-for cmd in wsgate wsgate-backend wsgate-bench; do
-	go build -o "$bin/$cmd" "./cmd/$cmd"
-done
-go build -o "$bin/gencert" ./bench/gencert
-"$bin/gencert" -dir "$out/certs" -hosts 127.0.0.1,localhost >/dev/null
-if [[ -n $base ]]; then
-	src=$out/src-$base
-	mkdir -p "$src"
-	git archive "$base" | tar -x -C "$src"
-	(cd "$src" && go build -o "$bin/wsgate@$base" ./cmd/wsgate)
-	target_list+=("wsgate@$base")
+# The runs go in a network namespace of their own when this process may
+# make one (unshare -n, as root): its loopback carries nothing but this
+# benchmark, so its packet counter says exactly how many packets one
+# connection costs, client, proxy and backends together. The builds come
+# first, outside (they may need the module proxy).
+netns=""
+if [[ -n ${CONNCOST_NETNS_OUT:-} ]]; then
+	ip link set lo up || die "cannot bring up the loopback of the network namespace"
+	netns=yes
+else
+	log "building into $bin"
+	for cmd in wsgate wsgate-backend wsgate-bench; do
+		go build -o "$bin/$cmd" "./cmd/$cmd"
+	done
+	go build -o "$bin/gencert" ./bench/gencert
+	"$bin/gencert" -dir "$out/certs" -hosts 127.0.0.1,localhost >/dev/null
+	if [[ -n $base ]]; then
+		src=$out/src-$base
+		mkdir -p "$src"
+		git archive "$base" | tar -x -C "$src"
+		(cd "$src" && go build -o "$bin/wsgate@$base" ./cmd/wsgate)
+	fi
+	{
+		echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+		echo "- command: \`bench/conncost.sh ${args[*]}\`"
+		echo "- CPU: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), nproc $(nproc); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+		echo "- kernel: $(uname -srm); $(go version | cut -d' ' -f3-); wsgate $(git describe --always --dirty)"
+	} >"$out/context.md"
+	if command -v unshare >/dev/null && unshare -n true 2>/dev/null; then
+		log "running in a network namespace of its own"
+		CONNCOST_NETNS_OUT=$out exec unshare -n bash "$0" "${args[@]}"
+	fi
+	log "no network namespace (unshare -n failed): packets are not counted"
 fi
+[[ -z $base ]] || target_list+=("wsgate@$base")
 
-{
-	echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-	echo "- command: \`bench/conncost.sh -n $n -runs $runs -targets $targets${base:+ -base $base}\`"
-	echo "- CPU: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), nproc $(nproc); load average $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "- kernel: $(uname -srm); $(go version | cut -d' ' -f3-); wsgate $(git describe --always --dirty)"
-} >"$out/context.md"
+# lo_tx: packets sent on this namespace's loopback so far.
+lo_tx() { awk '$1 == "lo:" { print $11 }' /proc/net/dev; }
 
 backend_addrs=()
 for i in 1 2 3; do
@@ -219,7 +240,7 @@ start_target() {
 	die "no connection through $name; see $plog"
 }
 
-events=(-e 'syscalls:sys_enter_*' -e context-switches -e net:net_dev_xmit
+events=(-e 'syscalls:sys_enter_*' -e context-switches
 	-e syscalls:sys_exit_read --filter 'ret == -11'
 	-e syscalls:sys_exit_recvmsg --filter 'ret == -11'
 	-e syscalls:sys_exit_recvfrom --filter 'ret == -11'
@@ -238,9 +259,12 @@ for ((run = 1; run <= runs; run++)); do
 		perf_pid=$!
 		started+=("$perf_pid")
 		sleep 0.5
+		tx0=$(lo_tx)
 		timeout 300 taskset -c 1 "$bin/wsgate-bench" -mode connrate -url "$url" -insecure -c 8 -size 64 -n "$n" \
 			-duration 240s -warmup 0s -pid "$measure_pids" -json -label "$name" -quiet \
 			>>"$jsonl" 2>>"$out/logs/bench-$name.log" || log "wsgate-bench failed for $name; see $out/logs/bench-$name.log"
+		tx1=$(lo_tx)
+		[[ -z $netns ]] || echo "$name $(((tx1 - tx0) * 100 / n))" >>"$out/packets.txt"
 		kill -INT "$perf_pid"
 		wait "$perf_pid" 2>/dev/null || true
 		forget_pid "$perf_pid"
@@ -273,7 +297,7 @@ per() {
 	local f
 	for f in "$out"/perf-"$1"-*.csv; do
 		counts "$f" | awk -F'\t' -v n="$n" -v want="$2" '
-			want == "calls" && $1 != "context-switches" && $1 != "net:net_dev_xmit" && $1 !~ / EAGAIN$/ { s += $2; next }
+			want == "calls" && $1 != "context-switches" && $1 !~ / EAGAIN$/ { s += $2; next }
 			$1 == want { s += $2 }
 			END { printf "%.2f\n", s / n }'
 	done | sort -g | awk '{ a[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) printf "%.2f\n", a[(NR + 1) / 2]; else printf "%.2f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
@@ -285,15 +309,18 @@ per() {
 	cat "$out/context.md"
 	echo
 	echo "Medians over $runs runs of $n connections each, per connection. CPU from /proc/PID/stat over the"
-	echo "measured connections (moves with the load on the machine); system calls, context switches and packets"
-	echo "sent (net:net_dev_xmit: on loopback also the peer's answers that the proxy's own system calls produce) from perf stat."
+	echo "measured connections (moves with the load on the machine); system calls and context switches of the proxy from"
+	echo "perf stat; packets: all that crossed the benchmark's own loopback (client, proxy, backends; in a network namespace"
+	echo "of its own, so nothing else; the backends' health checks are in it, a few packets a second)."
 	echo
-	printf '| target | CPU µs | of which kernel µs | system calls | context switches | packets sent |\n|---|---:|---:|---:|---:|---:|\n'
+	printf '| target | CPU µs | of which kernel µs | system calls | context switches | packets |\n|---|---:|---:|---:|---:|---:|\n'
 	for t in "${target_list[@]}"; do
 		cpu=$(grep -F "\"label\":\"$t\"" "$jsonl" | grep -o '"cpu_us_per_handshake":[0-9.]*' | cut -d: -f2 | median)
 		sys=$(grep -F "\"label\":\"$t\"" "$jsonl" | sed -n 's/.*"handshakes":\([0-9]*\).*"cpu_sys_s":\([0-9.]*\).*/\2 \1/p' |
 			awk '{ printf "%.1f\n", $1 * 1e6 / $2 }' | median)
-		printf '| %s | %s | %s | %s | %s | %s |\n' "$t" "$cpu" "$sys" "$(per "$t" calls)" "$(per "$t" context-switches)" "$(per "$t" net:net_dev_xmit)"
+		pk=-
+		[[ -z $netns ]] || pk=$(awk -v t="$t" '$1 == t { print $2 / 100 }' "$out/packets.txt" | median)
+		printf '| %s | %s | %s | %s | %s | %s |\n' "$t" "$cpu" "$sys" "$(per "$t" calls)" "$(per "$t" context-switches)" "$pk"
 	done
 	echo
 	echo "By system call (EAGAIN: those of them that failed with it):"
@@ -303,7 +330,7 @@ per() {
 	printf '\n|---|'
 	for _ in "${target_list[@]}"; do printf -- '---:|'; done
 	echo
-	for f in "$out"/perf-*.csv; do counts "$f"; done | awk -F'\t' '$2 > 0 && $1 != "context-switches" && $1 != "net:net_dev_xmit" { print $1 }' | sort -u |
+	for f in "$out"/perf-*.csv; do counts "$f"; done | awk -F'\t' '$2 > 0 && $1 != "context-switches" { print $1 }' | sort -u |
 		while IFS= read -r name; do
 			printf '| %s |' "$name"
 			for t in "${target_list[@]}"; do printf ' %s |' "$(per "$t" "$name")"; done
