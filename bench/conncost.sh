@@ -16,9 +16,10 @@
 # Each run starts each target fresh with its bench/configs template,
 # GOMAXPROCS=1 / one worker, pinned to CPU 0 (backends and the load
 # generator on CPU 1, as in compare.sh), makes 200 connections to warm it
-# up, then counts over -n connections with perf stat
+# up, then measures its CPU over -n connections (wsgate-bench -mode
+# connrate -n N -pid), then counts over -n more with perf stat
 # (syscalls:sys_enter_*, reads and accepts that failed with EAGAIN,
-# context switches) while wsgate-bench -mode connrate -n N measures CPU.
+# context switches).
 # The runs happen in a network namespace of their own (unshare -n), whose
 # loopback's packet counter gives the packets per connection.
 # System call counts do not depend on how busy the machine is; CPU
@@ -27,7 +28,7 @@
 set -euo pipefail
 
 usage() {
-	sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'
+	awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
 }
 
 args=("$@")
@@ -246,6 +247,15 @@ events=(-e 'syscalls:sys_enter_*' -e context-switches
 	-e syscalls:sys_exit_recvfrom --filter 'ret == -11'
 	-e syscalls:sys_exit_accept4 --filter 'ret == -11')
 
+# bench_n OUT [FLAGS...]: -n connections through $url, the summary to OUT.
+bench_n() {
+	local to=$1
+	shift
+	timeout 300 taskset -c 1 "$bin/wsgate-bench" -mode connrate -url "$url" -insecure -c 8 -size 64 -n "$n" \
+		-duration 240s -warmup 0s -quiet "$@" >>"$to" 2>>"$out/logs/bench-$name.log" ||
+		log "wsgate-bench failed for $name; see $out/logs/bench-$name.log"
+}
+
 jsonl=$out/bench.jsonl
 : >"$jsonl"
 nt=${#target_list[@]}
@@ -254,15 +264,17 @@ for ((run = 1; run <= runs; run++)); do
 		name=${target_list[(k + run - 1) % nt]}
 		log "run $run/$runs: $name"
 		start_target "$name"
+		# CPU first, with nothing attached to the proxy: perf's hundreds of
+		# counters make each of its context switches dearer, and proxies do
+		# not switch equally often.
+		bench_n "$jsonl" -pid "$measure_pids" -json -label "$name"
 		csv=$out/perf-$name-$run.csv
 		perf stat -x, "${events[@]}" -p "$measure_pids" -o "$csv" &
 		perf_pid=$!
 		started+=("$perf_pid")
 		sleep 0.5
 		tx0=$(lo_tx)
-		timeout 300 taskset -c 1 "$bin/wsgate-bench" -mode connrate -url "$url" -insecure -c 8 -size 64 -n "$n" \
-			-duration 240s -warmup 0s -pid "$measure_pids" -json -label "$name" -quiet \
-			>>"$jsonl" 2>>"$out/logs/bench-$name.log" || log "wsgate-bench failed for $name; see $out/logs/bench-$name.log"
+		bench_n /dev/null
 		tx1=$(lo_tx)
 		[[ -z $netns ]] || echo "$name $(((tx1 - tx0) * 100 / n))" >>"$out/packets.txt"
 		kill -INT "$perf_pid"
@@ -308,10 +320,11 @@ per() {
 	echo
 	cat "$out/context.md"
 	echo
-	echo "Medians over $runs runs of $n connections each, per connection. CPU from /proc/PID/stat over the"
-	echo "measured connections (moves with the load on the machine); system calls and context switches of the proxy from"
-	echo "perf stat; packets: all that crossed the benchmark's own loopback (client, proxy, backends; in a network namespace"
-	echo "of its own, so nothing else; the backends' health checks are in it, a few packets a second)."
+	echo "Medians over $runs runs, per connection. Each run makes $n connections with nothing attached to the proxy,"
+	echo "for its CPU (/proc/PID/stat; moves with the load on the machine), then $n more under perf stat for its system"
+	echo "calls and context switches, and counts the packets that crossed the benchmark's own loopback meanwhile (client,"
+	echo "proxy, backends; in a network namespace of its own, so nothing else; the backends' health checks are in it, a"
+	echo "few packets a second)."
 	echo
 	printf '| target | CPU µs | of which kernel µs | system calls | context switches | packets |\n|---|---:|---:|---:|---:|---:|\n'
 	for t in "${target_list[@]}"; do
