@@ -6,7 +6,8 @@
 // their configured addresses. A new listener gets its socket options before
 // bind(2) — SO_REUSEPORT when asked for (Linux, macOS and FreeBSD; an error
 // elsewhere), and on Linux TCP keep-alive on the listening socket, which
-// accepted connections inherit (see KeepAlive).
+// accepted connections inherit (see KeepAlive), and TCP_DEFER_ACCEPT (see
+// DeferAccept).
 //
 // A listener may instead be inherited as a file descriptor, in one of two
 // ways, both read by Inherit:

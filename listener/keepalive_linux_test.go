@@ -48,6 +48,11 @@ func acceptOne(t *testing.T, ln net.Listener) net.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close() })
+	// A byte, as a client speaks first: a deferred accept (DeferAccept)
+	// returns at once.
+	if _, err := cc.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
 	sc, err := ln.Accept()
 	if err != nil {
 		t.Fatal(err)

@@ -39,6 +39,19 @@ const KeepAlive = 15 * time.Second
 // keepAliveProbes is TCP_KEEPCNT; see KeepAlive.
 const keepAliveProbes = 9
 
+// DeferAccept is TCP_DEFER_ACCEPT on the listening sockets Open opens on
+// Linux: the kernel completes a client's TCP handshake as usual, but
+// accept(2) returns the connection only once its first bytes have arrived
+// (every protocol wsgate serves, TLS, HTTP and the PROXY protocol, has the
+// client speak first). So the first read of a new connection finds its
+// ClientHello instead of failing with EAGAIN, and the process wakes once
+// per new connection instead of twice. A client that connects and sends
+// nothing is accepted all the same after DeferAccept (when the kernel
+// resends its SYN-ACK and the client acknowledges it again), and the
+// listener's own timeouts (limits.tls_handshake_timeout) apply from then
+// on. Inherited sockets are left as they are (systemd: DeferAcceptSec=).
+const DeferAccept = time.Second
+
 // ErrReusePortUnsupported is returned by Open for a Spec with ReusePort on
 // a platform without SO_REUSEPORT (ReusePortSupported is false).
 var ErrReusePortUnsupported = errors.New("listener: SO_REUSEPORT is not supported on " + runtime.GOOS)

@@ -11,12 +11,13 @@ const reusePortOption = unix.SO_REUSEPORT
 const acceptKeepAlive = -1
 
 // listenerOptions are set on every new listening socket: keep-alive, for
-// accepted connections to inherit.
+// accepted connections to inherit, and TCP_DEFER_ACCEPT (see DeferAccept).
 func listenerOptions() []sockopt {
 	return []sockopt{
 		{unix.SOL_SOCKET, unix.SO_KEEPALIVE, 1},
 		{unix.IPPROTO_TCP, unix.TCP_KEEPIDLE, int(KeepAlive.Seconds())},
 		{unix.IPPROTO_TCP, unix.TCP_KEEPINTVL, int(KeepAlive.Seconds())},
 		{unix.IPPROTO_TCP, unix.TCP_KEEPCNT, keepAliveProbes},
+		{unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT, int(DeferAccept.Seconds())},
 	}
 }

@@ -195,12 +195,25 @@ func (c *copier) relayBytes(p []byte) (int, error) {
 // that a close frame is noted before its answer can come back. If the
 // write fails, dst is gone either way, and the tracker still follows src
 // (whose frames are read on to its close frame if dst is only stuck).
+//
+// When src is known to go on right behind p (sockio.Conn.MoreFollows),
+// p goes with WriteMore: Relay passes what follows before it waits, and
+// that is a write, or the end of src and so dst's CloseWrite or the
+// tunnel's close. A backend's close frame and its FIN, say, reach the
+// client in one segment with the close_notify.
 func (c *copier) write(p []byte) error {
 	c.track(p)
-	if err := c.send(p); err != nil {
+	var err error
+	if c.src.MoreFollows() {
+		_, err = c.dst.WriteMore(p)
+	} else {
+		_, err = c.dst.Write(p)
+	}
+	if err != nil {
 		c.wfailed = true
 		return err
 	}
+	c.n.Add(int64(len(p)))
 	return nil
 }
 
@@ -293,6 +306,9 @@ func (c *copier) wokenForShutdown(err error) bool {
 // direction sent), all before the drain deadline. When dst is stuck
 // nothing more goes to it; when src is, no answer is awaited.
 func (c *copier) goAway() error {
+	// What the last Relay left waiting for more (see write) goes now: this
+	// may send nothing more.
+	_ = c.dst.Flush()
 	deadline := time.Unix(0, c.t.drainDeadline.Load())
 	_ = c.src.SetReadDeadline(deadline)
 	if !c.dstStuck.Load() {

@@ -34,6 +34,9 @@ const (
 	// retryAfter is the Retry-After value sent with 503 when nothing says
 	// better, in seconds.
 	retryAfter = "1"
+	// backendKeepAlive is the silence before the first TCP keep-alive
+	// probe on a backend connection.
+	backendKeepAlive = 30 * time.Second
 )
 
 // Log attribute keys.
@@ -171,7 +174,7 @@ func New(opts Options) *Handler {
 	if h.obs == nil {
 		h.obs = nopObserver{}
 	}
-	h.dialer = net.Dialer{Timeout: h.dialTimeout, KeepAlive: 30 * time.Second, ControlContext: sockio.DialControl}
+	h.dialer = sockio.Dialer(h.dialTimeout, backendKeepAlive)
 	h.plain = h.newPlainProxy()
 	h.SetLimits(opts.Limits)
 	h.SetRoutes(opts.Routes)

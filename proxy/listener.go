@@ -297,6 +297,9 @@ func (l *Listener) handshake(raw net.Conn) {
 	}
 	var c net.Conn = cc
 	if l.tls != nil {
+		// The first flight goes out from inside the read that waits for
+		// the client's answer: no read that fails first.
+		sockio.ExpectHandshake(cc)
 		tc := tls.Server(cc, l.tls)
 		if err := tc.HandshakeContext(context.Background()); err != nil {
 			reason := handshakeReason(err)

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -116,8 +117,8 @@ func putReader(br *bufio.Reader) {
 }
 
 var (
-	readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
-	writerPool = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 2048) }}
+	readerPool  = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4096) }}
+	requestPool = sync.Pool{New: func() any { return bytes.NewBuffer(make([]byte, 0, 2048)) }}
 )
 
 // serveUpgrade proxies one WebSocket upgrade that arrived at start.
@@ -239,25 +240,25 @@ func (h *Handler) forwardUpgrade(ctx context.Context, r *http.Request, addr stri
 	_ = conn.SetDeadline(time.Now().Add(h.dialTimeout))
 
 	// Raw system calls, as in the tunnel (see sysWrite): the write runs the
-	// backend's receive path, long enough for sysmon to take the P.
-	rw := sockio.HandshakeIO(conn)
-	bw := writerPool.Get().(*bufio.Writer)
-	bw.Reset(rw)
-	writeUpgradeRequest(bw, r)
-	err = bw.Flush()
-	bw.Reset(nil)
-	writerPool.Put(bw)
-	if err != nil {
+	// backend's receive path, long enough for sysmon to take the P. On
+	// Linux the request goes out from inside the first read of the answer,
+	// which then waits for it without a read that fails first.
+	hs := sockio.HandshakeIO(conn)
+	req := requestPool.Get().(*bytes.Buffer)
+	req.Reset()
+	writeUpgradeRequest(req, r)
+	defer requestPool.Put(req) // Send's bytes stay in use until the first Read
+	if err := hs.Send(req.Bytes()); err != nil {
 		_ = conn.Close()
 		return nil, nil, nil, fmt.Errorf("write upgrade to %s: %w", addr, err)
 	}
 	br := readerPool.Get().(*bufio.Reader)
-	br.Reset(rw)
+	br.Reset(hs)
 	resp, err := http.ReadResponse(br, r)
 	if err != nil {
 		putReader(br)
 		_ = conn.Close()
-		return nil, nil, nil, fmt.Errorf("read upgrade response from %s: %w", addr, err)
+		return nil, nil, nil, fmt.Errorf("upgrade request to %s: %w", addr, err)
 	}
 	if resp.StatusCode == http.StatusServiceUnavailable {
 		_ = resp.Body.Close()
@@ -280,7 +281,7 @@ func dialTarget(addr string) (network, address string) {
 // writeUpgradeRequest writes the client's upgrade request as the backend
 // should see it: hop-by-hop headers removed, Connection and Upgrade set,
 // X-Forwarded-* added.
-func writeUpgradeRequest(w *bufio.Writer, r *http.Request) {
+func writeUpgradeRequest(w io.StringWriter, r *http.Request) {
 	w.WriteString("GET ")
 	w.WriteString(r.RequestURI)
 	w.WriteString(" HTTP/1.1\r\nHost: ")
@@ -325,7 +326,7 @@ func writeUpgradeRequest(w *bufio.Writer, r *http.Request) {
 	w.WriteString("\r\n")
 }
 
-func writeHeader(w *bufio.Writer, k, v string) {
+func writeHeader(w io.StringWriter, k, v string) {
 	w.WriteString(k)
 	w.WriteString(": ")
 	w.WriteString(v)

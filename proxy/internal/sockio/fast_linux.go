@@ -51,6 +51,7 @@ type sockConn struct {
 	fn      func([]byte) (int, error) // Relay's, during the call
 	res     error                     // why relayRound stopped
 	relayFn func(fd uintptr) bool     // relayRound, bound once
+	follows bool                      // MoreFollows, during fn
 }
 
 // Relay relays the socket inside one RawConn.Read call for as long as data
@@ -85,7 +86,10 @@ func (c *sockConn) relayRound(fd uintptr) bool {
 			c.res = err
 			return true
 		}
-		if stop, ferr := handOver(&c.left, c.fn, bp, 0, n); stop {
+		c.follows = more
+		stop, ferr := handOver(&c.left, c.fn, bp, 0, n)
+		c.follows = false
+		if stop {
 			c.res = ferr
 			return true
 		}
@@ -95,7 +99,13 @@ func (c *sockConn) relayRound(fd uintptr) bool {
 	}
 }
 
-func (c *sockConn) Write(p []byte) (int, error)    { return c.s.Write(p) }
+func (c *sockConn) Write(p []byte) (int, error)     { return c.s.Write(p) }
+func (c *sockConn) WriteMore(p []byte) (int, error) { return c.s.writeMore(p) }
+func (c *sockConn) Flush() error                    { return c.s.flush() }
+
+// MoreFollows is true when TCP_INQ said, with the read that brought fn's
+// bytes, that the socket holds more (see readInto).
+func (c *sockConn) MoreFollows() bool              { return c.follows }
 func (c *sockConn) CloseWrite() error              { return c.s.shutdownWrite() }
 func (c *sockConn) LimitWrites(deadline time.Time) { c.s.limitWrites(deadline) }
 
@@ -252,15 +262,21 @@ func (c *tlsConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// CloseWrite sends close_notify, then the FIN (the FIN even when
-// close_notify could not go out).
-func (c *tlsConn) CloseWrite() error {
-	err := c.Conn.CloseWrite()
-	if serr := c.rc.sock.shutdownWrite(); err == nil {
-		err = serr
-	}
-	return err
+// WriteMore is Write with MSG_MORE for the records it makes.
+func (c *tlsConn) WriteMore(p []byte) (int, error) {
+	c.rc.setMore(true)
+	defer c.rc.setMore(false)
+	return c.Write(p)
 }
+
+func (c *tlsConn) Flush() error { return c.rc.sock.flush() }
+
+// MoreFollows: not tracked for TLS sources.
+func (c *tlsConn) MoreFollows() bool { return false }
+
+// CloseWrite sends close_notify, then the FIN (the FIN even when
+// close_notify could not go out), in one segment (see closeWrite).
+func (c *tlsConn) CloseWrite() error { return c.rc.closeWrite(c.Conn) }
 
 func (c *tlsConn) LimitWrites(deadline time.Time) { c.rc.sock.limitWrites(deadline) }
 

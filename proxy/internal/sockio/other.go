@@ -3,10 +3,7 @@
 package sockio
 
 import (
-	"context"
-	"io"
 	"net"
-	"syscall"
 	"time"
 )
 
@@ -16,9 +13,16 @@ func newFast(net.Conn, time.Duration) Conn { return nil }
 
 func acceptedTCP(*net.TCPConn) ClientConn { return nil }
 
-// DialControl is the backend dialer's ControlContext; nil here.
-var DialControl func(ctx context.Context, network, address string, c syscall.RawConn) error
+// Dialer returns the backend dialer: connections time out after timeout
+// and get TCP keep-alive with keepAlive of silence before the first probe
+// (the net package's defaults for the rest).
+func Dialer(timeout, keepAlive time.Duration) net.Dialer {
+	return net.Dialer{Timeout: timeout, KeepAlive: keepAlive}
+}
 
-// HandshakeIO returns what to read and write c's upgrade handshake
+// HandshakeIO returns what to send c's upgrade request and read its answer
 // through: c itself here.
-func HandshakeIO(c net.Conn) io.ReadWriter { return c }
+func HandshakeIO(c net.Conn) Handshake { return &connHandshake{c: c} }
+
+// ExpectHandshake: nothing here (see the Linux build).
+func ExpectHandshake(ClientConn) {}

@@ -45,6 +45,13 @@ func (p *portable) Relay(fn func([]byte) (int, error)) error {
 	}
 }
 
+// MoreFollows: a portable Relay does not know.
+func (p *portable) MoreFollows() bool { return false }
+
+func (p *portable) WriteMore(b []byte) (int, error) { return p.Write(b) }
+
+func (p *portable) Flush() error { return nil }
+
 func (p *portable) Write(b []byte) (int, error) {
 	p.mu.Lock()
 	if p.aborted {

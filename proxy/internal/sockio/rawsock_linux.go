@@ -37,6 +37,14 @@ func sysWrite(fd uintptr, p []byte) (int, syscall.Errno) {
 	return int(n), errno
 }
 
+// sysSendMore is send(2) on a non-blocking socket with MSG_MORE: the
+// kernel may hold a last partial segment back for what the caller sends
+// next, or for the FIN of a shutdown(2) that follows at once.
+func sysSendMore(fd uintptr, p []byte) (int, syscall.Errno) {
+	n, _, errno := syscall.RawSyscall6(syscall.SYS_SENDTO, fd, uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)), syscall.MSG_MORE|syscall.MSG_NOSIGNAL, 0, 0)
+	return int(n), errno
+}
+
 // opError wraps a system call's error as net.Conn methods do.
 func opError(op, network string, errno syscall.Errno) error {
 	return &net.OpError{Op: op, Net: network, Err: os.NewSyscallError(op, errno)}
@@ -57,6 +65,9 @@ type rawSock struct {
 	// inq: TCP_INQ is on, and reads are recvmsg(2) calls that say how many
 	// bytes the receive queue still holds (see readInto).
 	inq bool
+	// emptyReads counts the reads that found nothing (EAGAIN): system
+	// calls for nothing, which tests count. The reader's.
+	emptyReads uint32
 
 	// Reading: next reads into a pooled buffer (rp nil), Read into the
 	// caller's (rp).
@@ -69,12 +80,14 @@ type rawSock struct {
 	// Writing.
 	wmu     sync.Mutex // guards the fields below
 	writeFn func(fd uintptr) bool
+	wmore   bool // the write in progress goes with MSG_MORE (see writeMore)
+	held    bool // the last write went with MSG_MORE (see flush)
 	wp      []byte
 	wn      int
 	werr    error
 	stuckAt int // wn when the write deadline was last armed; -1 when not armed
 
-	wshut atomic.Bool // shutdownWrite has succeeded
+	wshut atomic.Bool // shutdownWrite has succeeded, or found nothing to shut down
 
 	// Write deadlines. A write that finds the socket full (EAGAIN) arms
 	// the write timeout, and again each time the peer has taken bytes
@@ -162,9 +175,18 @@ func (s *rawSock) doRead(fd uintptr) bool {
 // Write writes all of p unless an error (a deadline, Close, a reset, the
 // write timeout) stops it. After abortWrites it writes what the socket
 // takes at once and never waits.
-func (s *rawSock) Write(p []byte) (int, error) {
+func (s *rawSock) Write(p []byte) (int, error) { return s.write(p, false) }
+
+// writeMore is Write with MSG_MORE (see sysSendMore): the caller makes
+// sure that a write without it, or a shutdown(2) or close(2), follows at
+// once, or the last bytes may wait in the socket (Linux sends a held
+// segment when its probe timer fires, a fifth of a second later).
+func (s *rawSock) writeMore(p []byte) (int, error) { return s.write(p, true) }
+
+func (s *rawSock) write(p []byte, more bool) (int, error) {
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
+	s.wmore = more
 	if s.writeFn == nil {
 		s.writeFn = s.doWrite
 	}
@@ -188,6 +210,7 @@ func (s *rawSock) Write(p []byte) (int, error) {
 	if err == nil {
 		err = s.werr
 	}
+	s.held = more
 	s.wp, s.werr = nil, nil
 	if s.stuckAt >= 0 {
 		s.disarm()
@@ -197,7 +220,15 @@ func (s *rawSock) Write(p []byte) (int, error) {
 
 func (s *rawSock) doWrite(fd uintptr) bool {
 	for s.wn < len(s.wp) {
-		n, errno := sysWrite(fd, s.wp[s.wn:])
+		var (
+			n     int
+			errno syscall.Errno
+		)
+		if s.wmore {
+			n, errno = sysSendMore(fd, s.wp[s.wn:])
+		} else {
+			n, errno = sysWrite(fd, s.wp[s.wn:])
+		}
 		switch errno {
 		case 0:
 			s.wn += n
@@ -279,6 +310,28 @@ func (s *rawSock) disarm() {
 	}
 }
 
+// flush sends what a write with MSG_MORE left in the socket: turning
+// TCP_NODELAY on (it is on already) pushes the pending segments out.
+func (s *rawSock) flush() error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if !s.held {
+		return nil
+	}
+	s.held = false
+	var errno syscall.Errno
+	if err := s.raw.Control(func(fd uintptr) {
+		one := int32(1)
+		_, _, errno = syscall.RawSyscall6(syscall.SYS_SETSOCKOPT, fd, syscall.IPPROTO_TCP, syscall.TCP_NODELAY, uintptr(unsafe.Pointer(&one)), 4, 0)
+	}); err != nil {
+		return err
+	}
+	if errno != 0 {
+		return opError("setsockopt", s.network(), errno)
+	}
+	return nil
+}
+
 // limitWrites bounds every write, waiting or to come, by deadline; a
 // deadline in the past aborts (see Conn.LimitWrites).
 func (s *rawSock) limitWrites(deadline time.Time) {
@@ -312,9 +365,12 @@ func (s *rawSock) setWriteDeadline(t time.Time) error {
 // it sends runs, on loopback, the peer's side of it too.
 //
 // A call after one that succeeded does nothing: a tunnel half-closes a
-// direction when its source ends and again before it closes. It does not
-// take wmu: it must not wait for a write blocked on a slow peer, which the
-// Close that follows it is there to end.
+// direction when its source ends and again before it closes. So does a
+// call after one that failed with ENOTCONN: the peer reset the connection
+// (a client that closes as soon as it has its close frame does), and there
+// is nothing left to shut down. It does not take wmu: it must not wait for
+// a write blocked on a slow peer, which the Close that follows it is there
+// to end.
 func (s *rawSock) shutdownWrite() error {
 	if s.wshut.Load() {
 		return nil
@@ -325,11 +381,89 @@ func (s *rawSock) shutdownWrite() error {
 	}); err != nil {
 		return err
 	}
+	if errno == syscall.ENOTCONN {
+		s.wshut.Store(true)
+	}
 	if errno != 0 {
 		return opError("shutdown", s.network(), errno)
 	}
 	s.wshut.Store(true)
 	return nil
+}
+
+// sendThenRead writes req and then reads the answer with read, all inside
+// one RawConn.Read call: the first call of the callback writes, and
+// returns to the poller without trying to read; read is called only once
+// the socket has become readable (it returns false to wait for more).
+//
+// Trying a read right after writing a request fails with EAGAIN almost
+// always, the peer not having answered yet: a system call for nothing.
+// Waiting first is safe only inside the same RawConn.Read call: each call
+// begins by forgetting the readiness the poller recorded before it, so an
+// answer that came between a Write and a later Read could be forgotten
+// and never read. Here the readiness is reset before the request goes out,
+// and no answer can come before it.
+//
+// It returns how much of req it wrote, and with werr why it stopped
+// writing. Less than all of req without werr means the socket took no
+// more without waiting: nothing was read then, and the caller finishes
+// with Write and Read. err is the wait's (a deadline, a close). It holds
+// wmu throughout: no other write may come between.
+func (s *rawSock) sendThenRead(req []byte, read func(fd uintptr) bool) (written int, werr, err error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	full := false
+	err = s.raw.Read(func(fd uintptr) bool {
+		if written == len(req) {
+			return read(fd)
+		}
+		for written < len(req) {
+			n, errno := sysWrite(fd, req[written:])
+			switch errno {
+			case 0:
+				written += n
+			case syscall.EINTR:
+			case syscall.EAGAIN:
+				full = true
+				return true
+			default:
+				werr = opError("write", s.network(), errno)
+				return true
+			}
+		}
+		return false // wait for the answer
+	})
+	if werr != nil || full {
+		err = nil
+	}
+	return written, werr, err
+}
+
+// exchange writes req and reads the first bytes of its answer into p, as
+// a Write and then a Read would, with one system call fewer (see
+// sendThenRead).
+func (s *rawSock) exchange(req, p []byte) (int, error) {
+	var (
+		n    int
+		rerr error
+	)
+	written, werr, err := s.sendThenRead(req, func(fd uintptr) bool {
+		var wait bool
+		n, rerr, wait, _ = s.readInto(fd, p)
+		return !wait
+	})
+	switch {
+	case werr != nil:
+		return 0, werr
+	case err != nil:
+		return 0, err
+	case written < len(req):
+		if _, err := s.Write(req[written:]); err != nil {
+			return 0, err
+		}
+		return s.Read(p)
+	}
+	return n, rerr
 }
 
 // readSock reads the socket fd into a pooled buffer. It returns the
@@ -372,6 +506,7 @@ func (s *rawSock) readInto(fd uintptr, p []byte) (n int, err error, wait, more b
 		case errno == syscall.EINTR:
 			continue
 		case errno == syscall.EAGAIN:
+			s.emptyReads++
 			return 0, nil, true, false
 		case errno != 0:
 			return 0, opError("read", s.network(), errno), false, false

@@ -3,6 +3,7 @@
 package sockio
 
 import (
+	"crypto/tls"
 	"net"
 	"sync"
 	"time"
@@ -39,11 +40,16 @@ type recordConn struct {
 	// the socket.
 	noWait bool
 
+	// awaitReply: the next Write, if it is a TLS handshake flight, also
+	// waits for the client's answer and reads it (see ExpectHandshake).
+	awaitReply bool
+
 	// Between beginBatch and endBatch, Write collects the records
 	// crypto/tls writes in batch, so that one write(2) sends them all.
 	bmu    sync.Mutex
 	batch  *[]byte // guarded by bmu
 	batchN int     // guarded by bmu
+	more   bool    // writes go with MSG_MORE (see setMore); guarded by bmu
 }
 
 var _ ClientConn = (*recordConn)(nil)
@@ -140,10 +146,17 @@ func (c *recordConn) readMore() error {
 // each record, or a flight of them, with one call; in a batch the records
 // are collected and sent together by endBatch.
 func (c *recordConn) Write(p []byte) (int, error) {
+	if c.awaitReply {
+		c.awaitReply = false
+		if len(p) > 0 && p[0] == recordTypeHandshake && c.bp == nil && c.err == nil {
+			return c.writeAwaitReply(p)
+		}
+	}
 	c.bmu.Lock()
 	if c.batch == nil {
+		more := c.more
 		c.bmu.Unlock()
-		return c.sock.Write(p)
+		return c.sock.write(p, more)
 	}
 	defer c.bmu.Unlock()
 	if c.batchN+len(p) > len(*c.batch) {
@@ -151,11 +164,81 @@ func (c *recordConn) Write(p []byte) (int, error) {
 			return 0, err
 		}
 		if len(p) > len(*c.batch) {
-			return c.sock.Write(p)
+			return c.sock.write(p, c.more)
 		}
 	}
 	c.batchN += copy((*c.batch)[c.batchN:], p)
 	return len(p), nil
+}
+
+// recordTypeHandshake is the content type of TLS handshake records.
+const recordTypeHandshake = 22
+
+// ExpectHandshake tells cc, a ClientConn from Accepted, that a TLS server
+// handshake is about to run on it. The server's first flight (the
+// ServerHello and what goes with it, a HelloRetryRequest, or a TLS 1.2
+// ServerHelloDone flight: every one of them is answered by the client
+// before the handshake can go on) is then written from inside the read
+// that waits for the client's answer, so that the first read after it
+// does not fail with EAGAIN (see sendThenRead). The Write that sends it
+// returns once the answer, or the end of the connection, is here, or the
+// read deadline has passed; only that Write, and only when it begins with
+// a handshake record (an alert does not wait). Elsewhere it does nothing.
+func ExpectHandshake(cc ClientConn) {
+	if c, ok := cc.(*recordConn); ok {
+		c.awaitReply = true
+	}
+}
+
+// writeAwaitReply writes p, the server's first flight, and reads the
+// client's answer into the buffer (see ExpectHandshake). Whatever ends the
+// wait (a deadline, a close) is for the next Read to find again; the write
+// itself has succeeded.
+func (c *recordConn) writeAwaitReply(p []byte) (int, error) {
+	var (
+		bp   *[]byte
+		n    int
+		rerr error
+	)
+	written, werr, _ := c.sock.sendThenRead(p, func(fd uintptr) bool {
+		var wait bool
+		bp, n, rerr, wait, _ = c.sock.readSock(fd)
+		return !wait
+	})
+	switch {
+	case werr != nil:
+		return written, werr
+	case written < len(p):
+		k, err := c.sock.Write(p[written:])
+		return written + k, err
+	case n > 0:
+		c.bp, c.r, c.w = bp, 0, n
+	case rerr != nil:
+		c.err = rerr
+	}
+	return len(p), nil
+}
+
+// closeWrite has tc, the TLS connection over c, send its close_notify,
+// then sends the FIN. The close_notify goes with MSG_MORE, so that the
+// kernel holds it for the FIN that follows at once: one segment for both
+// instead of two, each of which costs both ends a trip through the TCP
+// stack. The FIN is sent even when close_notify could not be.
+func (c *recordConn) closeWrite(tc *tls.Conn) error {
+	c.setMore(true)
+	err := tc.CloseWrite()
+	c.setMore(false)
+	if serr := c.sock.shutdownWrite(); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// setMore makes the writes from now on go with MSG_MORE, or not.
+func (c *recordConn) setMore(more bool) {
+	c.bmu.Lock()
+	c.more = more
+	c.bmu.Unlock()
 }
 
 // batchSize holds the records of one BufSize write: the plaintext, and a
@@ -187,7 +270,7 @@ func (c *recordConn) flushLocked() error {
 	if c.batchN == 0 {
 		return nil
 	}
-	_, err := c.sock.Write((*c.batch)[:c.batchN])
+	_, err := c.sock.write((*c.batch)[:c.batchN], c.more)
 	c.batchN = 0
 	return err
 }

@@ -48,6 +48,21 @@ type Conn interface {
 	// at most the write timeout (then it fails with
 	// os.ErrDeadlineExceeded), and never past LimitWrites' deadline.
 	Write(p []byte) (int, error)
+	// MoreFollows reports, while Relay's fn runs, whether the peer's
+	// stream is known to go on right behind the bytes fn was given (with
+	// more bytes, or with its end), which Relay passes on before it
+	// waits again: fn may then write them with WriteMore.
+	MoreFollows() bool
+	// WriteMore is Write for bytes that more follow at once: the last of
+	// them may wait in the socket (MSG_MORE) to go out in one segment
+	// with what follows, a Write, CloseWrite's FIN or Close's. One of
+	// those must follow promptly; Linux would send what waits when its
+	// probe timer fires, a fifth of a second or more later.
+	WriteMore(p []byte) (int, error)
+	// Flush sends at once what WriteMore left waiting, if anything (it
+	// makes no system call otherwise): for a writer that stops short of
+	// what it meant to write next.
+	Flush() error
 	// CloseWrite ends the stream towards the peer after what was written:
 	// a TLS close_notify, then the FIN. It waits for the peer no longer
 	// than Write does, and not at all after LimitWrites with a past time.
@@ -66,6 +81,27 @@ type Conn interface {
 	// a Parker.
 	Parkable() (Pollable, bool)
 }
+
+// Handshake is a backend connection during the upgrade handshake, as the
+// proxy uses it: one request sent, then its answer read (see HandshakeIO).
+type Handshake interface {
+	// Send writes the whole request p, at once or as part of the first
+	// Read (then p must stay unchanged until that Read returns, and an
+	// error writing it is that Read's).
+	Send(p []byte) error
+	// Read reads the answer.
+	Read(p []byte) (int, error)
+}
+
+// connHandshake is Handshake on net.Conn's own Write and Read.
+type connHandshake struct{ c net.Conn }
+
+func (h *connHandshake) Send(p []byte) error {
+	_, err := h.c.Write(p)
+	return err
+}
+
+func (h *connHandshake) Read(p []byte) (int, error) { return h.c.Read(p) }
 
 // Pollable is a socket a Parker can wait on.
 type Pollable interface {

@@ -4,14 +4,18 @@ package sockio
 
 import (
 	"bytes"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"os"
 	"slices"
+	"strconv"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // tcpPair returns the two ends of a loopback TCP connection.
@@ -308,4 +312,285 @@ func BenchmarkLoopbackFloor(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// Once the peer has reset the connection, shutdown(2) fails with ENOTCONN;
+// the tunnel's second half-close then makes no system call.
+func TestShutdownWriteAfterReset(t *testing.T) {
+	client, server := tcpPair(t)
+	s := newRawSock(server)
+	if err := client.SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	client.Close() // a reset
+	_ = server.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := server.Read(make([]byte, 1)); !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read after the peer's reset = %v, want ECONNRESET", err)
+	}
+	if err := s.shutdownWrite(); !errors.Is(err, syscall.ENOTCONN) {
+		t.Fatalf("shutdownWrite after a reset = %v, want ENOTCONN", err)
+	}
+	if !s.wshut.Load() {
+		t.Error("shutdownWrite after ENOTCONN: not marked done; the next call would try again")
+	}
+	if err := s.shutdownWrite(); err != nil {
+		t.Errorf("second shutdownWrite = %v, want nil", err)
+	}
+}
+
+// The upgrade request goes out from inside the read that waits for its
+// answer: no read finds the socket empty, and the answer comes back whole.
+func TestHandshakeIOSendThenRead(t *testing.T) {
+	client, server := tcpPair(t)
+	const req, answer = "GET /ws HTTP/1.1\r\n\r\n", "HTTP/1.1 101 Switching Protocols\r\n\r\n"
+	served := make(chan error, 1)
+	go func() {
+		got := make([]byte, len(req))
+		if _, err := io.ReadFull(server, got); err != nil || string(got) != req {
+			served <- errors.New("server read " + strconv.Quote(string(got)))
+			return
+		}
+		_, err := io.WriteString(server, answer)
+		served <- err
+	}()
+	_ = client.SetDeadline(time.Now().Add(5 * time.Second))
+	hs := HandshakeIO(client)
+	rh, ok := hs.(*rawHandshake)
+	if !ok {
+		t.Fatalf("HandshakeIO(TCP) = %T, want *rawHandshake", hs)
+	}
+	if err := hs.Send([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(io.LimitReader(hs, int64(len(answer))))
+	if err != nil || string(got) != answer {
+		t.Fatalf("answer = %q, %v; want %q", got, err, answer)
+	}
+	if err := <-served; err != nil {
+		t.Fatal(err)
+	}
+	if n := rh.s.emptyReads; n != 0 {
+		t.Errorf("%d reads found the socket empty, want 0", n)
+	}
+
+	// The peer gone before the request: the error comes from the Read.
+	client2, server2 := tcpPair(t)
+	if err := server2.SetLinger(0); err != nil {
+		t.Fatal(err)
+	}
+	server2.Close()
+	_ = client2.SetDeadline(time.Now().Add(5 * time.Second))
+	hs2 := HandshakeIO(client2)
+	_ = hs2.Send([]byte(req))
+	if _, err := io.ReadAll(hs2); err == nil {
+		t.Error("Read after sending to a reset peer succeeded")
+	}
+}
+
+// Under ExpectHandshake the server's first flight is written from inside
+// the read that waits for the client's answer: after the ClientHello no
+// read finds the socket empty during a whole TLS 1.3 handshake.
+func TestExpectHandshakeWaitsForTheAnswer(t *testing.T) {
+	cfg, roots := tlsConfigs(t)
+	for _, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+		t.Run(tls.VersionName(version), func(t *testing.T) {
+			client, server := tcpPair(t)
+			cc := Accepted(server)
+			rc, ok := cc.(*recordConn)
+			if !ok {
+				t.Fatalf("Accepted(TCP) = %T, want *recordConn", cc)
+			}
+			_ = cc.SetDeadline(time.Now().Add(5 * time.Second))
+			cli := tls.Client(client, &tls.Config{RootCAs: roots, ServerName: "localhost", MaxVersion: version})
+			errc := make(chan error, 1)
+			go func() { errc <- cli.Handshake() }()
+			if _, err := cc.Peek(tlsRecordHeader); err != nil { // the ClientHello is here
+				t.Fatal(err)
+			}
+			before := rc.sock.emptyReads
+			ExpectHandshake(cc)
+			srv := tls.Server(cc, cfg)
+			if err := srv.Handshake(); err != nil {
+				t.Fatalf("server handshake: %v", err)
+			}
+			if err := <-errc; err != nil {
+				t.Fatalf("client handshake: %v", err)
+			}
+			if n := rc.sock.emptyReads - before; version == tls.VersionTLS13 && n != 0 {
+				t.Errorf("%d reads found the socket empty during the handshake, want 0", n)
+			}
+			// The connection works as usual afterwards.
+			go func() { _, _ = cli.Write([]byte("ping")) }()
+			got := make([]byte, 4)
+			if _, err := io.ReadFull(srv, got); err != nil || string(got) != "ping" {
+				t.Fatalf("read after the handshake = %q, %v", got, err)
+			}
+		})
+	}
+}
+
+// A first write that is an alert does not wait for an answer: a client
+// whose ClientHello is refused gets the alert and the close at once.
+func TestExpectHandshakeAlertDoesNotWait(t *testing.T) {
+	cfg, _ := tlsConfigs(t)
+	client, server := tcpPair(t)
+	cc := Accepted(server)
+	ExpectHandshake(cc)
+	// A handshake record that is no ClientHello.
+	if _, err := client.Write([]byte{22, 3, 1, 0, 4, 99, 0, 0, 0}); err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		srv := tls.Server(cc, cfg)
+		err := srv.Handshake()
+		srv.Close()
+		errc <- err
+	}()
+	// Bounded: a server waiting for an answer to its alert would hold the
+	// connection open past this.
+	_ = client.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(client)
+	if err != nil {
+		t.Fatalf("reading the refusal: %v (the server did not close)", err)
+	}
+	if len(got) == 0 || got[0] != 21 {
+		t.Errorf("the server sent %v, want an alert record", got)
+	}
+	if err := <-errc; err == nil {
+		t.Error("server handshake with a bad ClientHello succeeded")
+	}
+}
+
+// segsOut is the number of TCP segments c's socket has sent.
+func segsOut(t *testing.T, c *rawSock) uint32 {
+	t.Helper()
+	var (
+		info *unix.TCPInfo
+		gerr error
+	)
+	if err := c.raw.Control(func(fd uintptr) { info, gerr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil || gerr != nil {
+		t.Fatal(err, gerr)
+	}
+	return info.Segs_out
+}
+
+// A TLS half-close sends close_notify and the FIN in one segment.
+func TestTLSCloseWriteOneSegment(t *testing.T) {
+	p := newPair(t, "tls", 0)
+	tc := p.conn.(*tlsConn)
+	// Data from the server carries its acknowledgement of everything the
+	// client sent, so no ACK of its own is due while we count.
+	if _, err := p.conn.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(p.peer, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	before := segsOut(t, tc.rc.sock)
+	if err := p.conn.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if n := segsOut(t, tc.rc.sock) - before; n != 1 {
+		t.Errorf("CloseWrite sent %d segments, want 1 (close_notify with the FIN)", n)
+	}
+	if got, err := io.ReadAll(p.peer); err != nil || len(got) != 0 {
+		t.Errorf("the peer read %q, %v after the half-close; want a clean end", got, err)
+	}
+}
+
+// A plain socket's Relay says whether more follows the bytes it hands
+// over: the end of the stream that came with them counts.
+func TestMoreFollows(t *testing.T) {
+	for _, end := range []bool{false, true} {
+		p := newPair(t, "tcp", 0)
+		if _, err := io.WriteString(p.peer, "abc"); err != nil {
+			t.Fatal(err)
+		}
+		if end {
+			if err := p.peer.(*net.TCPConn).CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var follows []bool
+		err := p.conn.Relay(func(b []byte) (int, error) {
+			follows = append(follows, p.conn.MoreFollows())
+			if end {
+				return len(b), nil
+			}
+			return len(b), errStop
+		})
+		want, wantErr := []bool{false}, errStop
+		if end {
+			want, wantErr = []bool{true}, io.EOF
+		}
+		if !errors.Is(err, wantErr) || !slices.Equal(follows, want) {
+			t.Errorf("end %v: Relay = %v with MoreFollows %v; want %v with %v", end, err, follows, wantErr, want)
+		}
+		if p.conn.MoreFollows() {
+			t.Errorf("end %v: MoreFollows true outside Relay", end)
+		}
+	}
+}
+
+// What WriteMore leaves waiting goes out with what follows: in one
+// segment with CloseWrite's FIN (and a TLS close_notify), or at once on
+// Flush.
+func TestWriteMore(t *testing.T) {
+	sock := func(c Conn) *rawSock {
+		switch c := c.(type) {
+		case *sockConn:
+			return c.s
+		case *tlsConn:
+			return c.rc.sock
+		}
+		t.Fatalf("Conn %T has no rawSock", c)
+		return nil
+	}
+	forKinds(t, func(t *testing.T, kind string) {
+		p := newPair(t, kind, 0)
+		s := sock(p.conn)
+		// Data from this side acknowledges all the peer sent: no ACK of
+		// its own is due while we count.
+		if _, err := p.conn.Write([]byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		_ = p.peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(p.peer, make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+
+		before := segsOut(t, s)
+		if _, err := p.conn.WriteMore([]byte("held")); err != nil {
+			t.Fatal(err)
+		}
+		if n := segsOut(t, s) - before; n != 0 {
+			t.Fatalf("WriteMore sent %d segments at once, want 0", n)
+		}
+		if err := p.conn.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		if n := segsOut(t, s) - before; n != 1 {
+			t.Fatalf("Flush: %d segments sent, want 1", n)
+		}
+		if err := p.conn.Flush(); err != nil { // nothing left: no system call
+			t.Fatal(err)
+		}
+
+		before = segsOut(t, s)
+		if _, err := p.conn.WriteMore([]byte("last")); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.conn.CloseWrite(); err != nil {
+			t.Fatal(err)
+		}
+		if n := segsOut(t, s) - before; n != 1 {
+			t.Errorf("WriteMore then CloseWrite: %d segments, want 1", n)
+		}
+		got, err := io.ReadAll(p.peer)
+		if err != nil || string(got) != "heldlast" {
+			t.Errorf("the peer read %q, %v; want heldlast and a clean end", got, err)
+		}
+	})
 }
