@@ -271,8 +271,8 @@ func (c *copier) writeFailed(err error) error {
 		slog.String(keyPool, t.pool),
 		slog.String(keyBackend, t.lease.Address),
 		slog.String(keyRemoteAddr, t.remoteAddr),
-		slog.String("peer", string(c.dstSide())),
-		slog.Duration("write_timeout", t.h.limits.Load().WriteTimeout))
+		slog.String(keyPeer, string(c.dstSide())),
+		slog.Duration(keyWriteTimeout, t.h.limits.Load().WriteTimeout))
 	t.goAway(time.Now().Add(abandonGrace))
 	return c.goAway()
 }
@@ -284,7 +284,7 @@ func (c *copier) writeFailed(err error) error {
 func (c *copier) refuseMessage() error {
 	t := c.t
 	limit := t.h.limits.Load().MaxMessageBytes
-	t.h.refuse(RefusedMaxMessageBytes, t.remoteAddr, slog.String(keyPool, t.pool), slog.Int64("max_message_bytes", limit))
+	t.h.refuse(RefusedMaxMessageBytes, t.remoteAddr, slog.String(keyPool, t.pool), slog.Int64(keyMaxMessageBytes, limit))
 	t.setReason(ReasonMaxMessageBytes)
 	t.noteClose(ClosedByProxy, CloseMessageTooBig)
 	c.cut.Store(true)

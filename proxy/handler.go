@@ -55,6 +55,16 @@ const (
 	keyAttempts   = "attempts"
 	keyCloseCode  = "close_code"
 	keyClosedBy   = "closed_by"
+	// Debug and refusal details.
+	keyGoingAway       = "going_away"
+	keyUpErr           = "up_err"
+	keyDownErr         = "down_err"
+	keyPeer            = "peer"
+	keyWriteTimeout    = "write_timeout"
+	keyMaxMessageBytes = "max_message_bytes"
+	keyMaxConnections  = "max_connections"
+	keyRetryIn         = "retry_in"
+	keySuppressed      = "suppressed"
 )
 
 // Route sends requests whose host and path match to a pool.
@@ -362,9 +372,9 @@ func (h *Handler) logTunnel(ev *TunnelEvent, t *tunnel) {
 	if h.log.Enabled(context.Background(), slog.LevelDebug) {
 		h.log.LogAttrs(context.Background(), slog.LevelDebug, "tunnel errors",
 			slog.String(keyRemoteAddr, ev.RemoteAddr),
-			slog.Bool("going_away", t.stopping.Load()),
-			slog.Any("up_err", quiet(t.up.err)),
-			slog.Any("down_err", quiet(t.down.err)))
+			slog.Bool(keyGoingAway, t.stopping.Load()),
+			slog.Any(keyUpErr, quiet(t.up.err)),
+			slog.Any(keyDownErr, quiet(t.down.err)))
 	}
 }
 

@@ -205,7 +205,7 @@ func startProxyLayers(t testing.TB, opts Options, adjust func(*Handler), layers 
 	if _, err := store.Apply([]registry.PoolSpec{ps}); err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	logger := slog.New(slog.DiscardHandler)
 	if testing.Verbose() {
 		logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -237,7 +237,7 @@ func (l *Listener) Run(ctx context.Context) error {
 			// Out of descriptors or the like: wait a little, as net/http
 			// does, instead of spinning.
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			l.failLog.log(l.log, slog.LevelError, "accept failed; retrying", slog.Any(keyErr, err), slog.Duration("retry_in", backoff))
+			l.failLog.log(l.log, slog.LevelError, "accept failed; retrying", slog.Any(keyErr, err), slog.Duration(keyRetryIn, backoff))
 			select {
 			case <-time.After(backoff):
 			case <-l.done:
@@ -365,9 +365,9 @@ func (r *rateLog) log(l *slog.Logger, level slog.Level, msg string, attrs ...slo
 	r.last, r.missed = now, 0
 	r.mu.Unlock()
 	if missed > 0 {
-		attrs = append(attrs, slog.Int("suppressed", missed))
+		attrs = append(attrs, slog.Int(keySuppressed, missed))
 	}
-	l.LogAttrs(context.Background(), level, msg, attrs...)
+	l.LogAttrs(context.Background(), level, msg, attrs...) //nolint:sloglint // msg is a constant at every call of rateLog.log
 }
 
 // answerPlainHTTP tells a client that sent plain HTTP to the TLS port

@@ -318,7 +318,9 @@ func TestRefusalsAreLoggedOnceASecondPerReason(t *testing.T) {
 	go func() { done <- l.Run(context.Background()) }()
 	defer func() {
 		l.Close()
-		<-done
+		if err := <-done; err != nil {
+			t.Errorf("Run() = %v after Close, want nil", err)
+		}
 	}()
 	start := time.Now()
 	for _, first := range "aaaaab" {

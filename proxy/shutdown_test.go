@@ -134,7 +134,10 @@ func TestShutdownDeadline(t *testing.T) {
 	b := newTestBackend(t, "b")
 	p := startProxy(t, Options{}, backendSpec{addr: b.addr})
 	c, _ := p.dial(t, "/ws", nil) // never reads: never answers the close
-	waitFor(t, "backend to hold the connection", func() bool { return b.open() == 1 })
+	// The backend holds its end a moment before the handler counts the
+	// tunnel; a Shutdown in between would close a tunnel that was never
+	// counted, at once, which is not what this test is about.
+	waitFor(t, "the tunnel to be counted", func() bool { return b.open() == 1 && p.h.ActiveTunnels() == 1 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()

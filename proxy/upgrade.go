@@ -143,7 +143,7 @@ func (h *Handler) serveUpgrade(w http.ResponseWriter, r *http.Request, rt *Route
 	if n := h.inUse.Add(1); lim.MaxConnections > 0 && n > int64(lim.MaxConnections) {
 		h.inUse.Add(-1)
 		ev.Status, ev.Result = http.StatusServiceUnavailable, UpgradeLimited
-		h.refuse(RefusedMaxConnections, r.RemoteAddr, slog.Int("max_connections", lim.MaxConnections))
+		h.refuse(RefusedMaxConnections, r.RemoteAddr, slog.Int(keyMaxConnections, lim.MaxConnections))
 		h.rejectQuietly(w, http.StatusServiceUnavailable, "connection limit reached")
 		return
 	}
@@ -281,7 +281,7 @@ func dialTarget(addr string) (network, address string) {
 // writeUpgradeRequest writes the client's upgrade request as the backend
 // should see it: hop-by-hop headers removed, Connection and Upgrade set,
 // X-Forwarded-* added.
-func writeUpgradeRequest(w io.StringWriter, r *http.Request) {
+func writeUpgradeRequest(w *bytes.Buffer, r *http.Request) {
 	w.WriteString("GET ")
 	w.WriteString(r.RequestURI)
 	w.WriteString(" HTTP/1.1\r\nHost: ")
@@ -327,10 +327,12 @@ func writeUpgradeRequest(w io.StringWriter, r *http.Request) {
 }
 
 func writeHeader(w io.StringWriter, k, v string) {
-	w.WriteString(k)
-	w.WriteString(": ")
-	w.WriteString(v)
-	w.WriteString("\r\n")
+	// w is a bytes.Buffer, whose writes cannot fail, or a bufio.Writer,
+	// whose error sticks until the Flush that is checked.
+	_, _ = w.WriteString(k)
+	_, _ = w.WriteString(": ")
+	_, _ = w.WriteString(v)
+	_, _ = w.WriteString("\r\n")
 }
 
 func isHop(k string, extra []string) bool {

@@ -33,7 +33,16 @@ import (
 // Log attribute keys of wsgate's own lines, as listed under "Every key" in
 // the README.
 const (
-	keyFile                = "file"
+	keyFile = "file"
+	// The garbage collector's policy (logGCPolicy).
+	keyGCPercent           = "gc_percent"
+	keyGCPercentFrom       = "gc_percent_from"
+	keyGOGC                = "gogc"
+	keyMemoryLimit         = "memory_limit"
+	keyMemoryLimitFrom     = "memory_limit_from"
+	keyGOMEMLIMIT          = "gomemlimit"
+	keyMemoryAvailable     = "memory_available"
+	keyMemoryAvailableFrom = "memory_available_from"
 	keyGeneration          = "generation"
 	keyPools               = "pools"
 	keyRoutes              = "routes"
@@ -170,26 +179,26 @@ func newGateway(cfg *config.Config, opts config.Options, lns *listener.Set, log 
 // each setting came from: the config file (or its default), or the GOGC
 // and GOMEMLIMIT environment variables, which win.
 func logGCPolicy(log *slog.Logger, a gcpolicy.Applied) {
-	attrs := []slog.Attr{slog.String("gc_percent_from", string(a.GCPercentFrom))}
+	attrs := []slog.Attr{slog.String(keyGCPercentFrom, string(a.GCPercentFrom))}
 	if a.GCPercent == gcpolicy.Off {
-		attrs = append(attrs, slog.String("gc_percent", "off"))
+		attrs = append(attrs, slog.String(keyGCPercent, "off"))
 	} else {
-		attrs = append(attrs, slog.Int("gc_percent", a.GCPercent))
+		attrs = append(attrs, slog.Int(keyGCPercent, a.GCPercent))
 	}
 	if a.GCPercentFrom == gcpolicy.FromEnv {
-		attrs = append(attrs, slog.String("GOGC", a.GOGC))
+		attrs = append(attrs, slog.String(keyGOGC, a.GOGC))
 	}
 	if a.MemoryLimit == math.MaxInt64 {
-		attrs = append(attrs, slog.String("memory_limit", "off"))
+		attrs = append(attrs, slog.String(keyMemoryLimit, "off"))
 	} else {
-		attrs = append(attrs, slog.String("memory_limit", gcpolicy.FormatBytes(a.MemoryLimit)))
+		attrs = append(attrs, slog.String(keyMemoryLimit, gcpolicy.FormatBytes(a.MemoryLimit)))
 	}
-	attrs = append(attrs, slog.String("memory_limit_from", string(a.MemoryLimitFrom)))
+	attrs = append(attrs, slog.String(keyMemoryLimitFrom, string(a.MemoryLimitFrom)))
 	switch {
 	case a.MemoryLimitFrom == gcpolicy.FromEnv:
-		attrs = append(attrs, slog.String("GOMEMLIMIT", a.GOMEMLIMIT))
+		attrs = append(attrs, slog.String(keyGOMEMLIMIT, a.GOMEMLIMIT))
 	case a.Available > 0:
-		attrs = append(attrs, slog.String("memory_available", gcpolicy.FormatBytes(a.Available)), slog.String("memory_available_from", a.AvailableFrom))
+		attrs = append(attrs, slog.String(keyMemoryAvailable, gcpolicy.FormatBytes(a.Available)), slog.String(keyMemoryAvailableFrom, a.AvailableFrom))
 	}
 	log.LogAttrs(context.Background(), slog.LevelInfo, "gc policy", attrs...)
 }
@@ -328,7 +337,7 @@ func (g *gateway) applyReload() bool {
 	if cfg.Runtime != g.cfg.Runtime {
 		applied, err := g.gc.Apply(cfg.Runtime)
 		if err != nil {
-			g.log.Error("runtime section not applied; the running gc policy stays", slog.String("file", cfg.Path), slog.Any("err", err))
+			g.log.Error("runtime section not applied; the running gc policy stays", slog.String(keyFile, cfg.Path), slog.Any(keyErr, err))
 			cfg.Runtime = g.cfg.Runtime
 		} else {
 			logGCPolicy(g.log, applied)

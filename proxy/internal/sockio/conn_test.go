@@ -282,14 +282,18 @@ func TestLimitWritesInThePastAborts(t *testing.T) {
 		start := time.Now()
 		p.conn.LimitWrites(time.Unix(1, 0))
 		select {
-		case <-done:
+		case err := <-done:
+			if err == nil {
+				t.Fatal("a waiting Write succeeded after LimitWrites in the past")
+			}
 		case <-time.After(2 * time.Second):
 			t.Fatal("a waiting Write did not fail after LimitWrites in the past")
 		}
 		cw := make(chan error, 1)
 		go func() { cw <- p.conn.CloseWrite() }()
 		select {
-		case <-cw:
+		case err := <-cw:
+			_ = err // it may fail (the abort); it must not wait
 		case <-time.After(2 * time.Second):
 			t.Fatal("CloseWrite waited for a peer after the abort")
 		}

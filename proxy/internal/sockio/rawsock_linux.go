@@ -469,6 +469,8 @@ func (s *rawSock) exchange(req, p []byte) (int, error) {
 // readSock reads the socket fd into a pooled buffer. It returns the
 // buffer and n > 0, or the error that ended the socket (io.EOF at its
 // end), or wait when there is nothing to read yet; more as readInto.
+//
+//nolint:staticcheck // ST1008: wait and more say what the socket holds after the read whose result bp, n and err are
 func (s *rawSock) readSock(fd uintptr) (bp *[]byte, n int, err error, wait, more bool) {
 	bp = getBuf()
 	n, err, wait, more = s.readInto(fd, *bp)
@@ -491,6 +493,8 @@ func (s *rawSock) readSock(fd uintptr) (bp *[]byte, n int, err error, wait, more
 // one byte still to read), so a relay waits for readiness right after the
 // read that drained the socket; without it, more is always true and the
 // relay reads until EAGAIN, one system call more per burst.
+//
+//nolint:staticcheck // ST1008: as readSock
 func (s *rawSock) readInto(fd uintptr, p []byte) (n int, err error, wait, more bool) {
 	for {
 		var (

@@ -188,13 +188,5 @@ func handOver(l *leftover, fn func([]byte) (int, error), bp *[]byte, r, w int) (
 	return err != nil, err
 }
 
-// release returns a leftover buffer to the pool.
-func (l *leftover) release() {
-	if l.bp != nil {
-		putBuf(l.bp)
-		l.bp = nil
-	}
-}
-
 // pending reports whether leftover bytes wait.
 func (l *leftover) pending() bool { return l.bp != nil }
