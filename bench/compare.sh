@@ -5,7 +5,7 @@
 # Usage, from the repository root:
 #
 #   bench/compare.sh [-runs 3] [-duration 10s] [-warmup 1s]
-#                    [-scenarios rtt64,rtt16k,throughput16k,connrate,idle]
+#                    [-scenarios rtt64,rtt16k,throughput16k,connrate,connresume,idle]
 #                    [-proxies wsgate,haproxy,nginx,caddy,direct]
 #                    [-ping-interval 5s] [-base-bin PATH]
 #                    [-idle-conns 9900] [-idle-hold 5s] [-out bench/results/DATE]
@@ -15,7 +15,15 @@
 # -idle-hold 20s" shows what the proxy's pings cost an idle connection.
 # wsgate-base is another wsgate build, -base-bin, run with the same
 # config: "-proxies wsgate,wsgate-base -base-bin /tmp/old/wsgate" is an A/B
-# of two commits, alternating on the same backends.
+# of two commits, alternating on the same backends. wsgate-ops is wsgate
+# as an operator runs it: pings every -ping-interval, the per-address
+# limits at their defaults (as in plain wsgate), and /metrics scraped once
+# a second for as long as the proxy runs; beside wsgate it shows what the
+# operator's features cost.
+#
+# connresume is connrate with TLS session resumption (the load generator's
+# workers share a client session cache): the cost of a returning client.
+# Its table shows which share of the handshakes did resume.
 #
 # Quick smoke test (a few minutes):
 #
@@ -31,13 +39,13 @@
 set -euo pipefail
 
 usage() {
-	sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,38p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 runs=3
 duration=10s
 warmup=1s
-scenarios=rtt64,rtt16k,throughput16k,connrate,idle
+scenarios=rtt64,rtt16k,throughput16k,connrate,connresume,idle
 proxies=wsgate,haproxy,nginx,caddy,direct
 idle_conns=9900
 idle_hold=5s
@@ -56,19 +64,19 @@ IFS=, read -r -a scenario_list <<<"$scenarios"
 IFS=, read -r -a proxy_list <<<"$proxies"
 for s in "${scenario_list[@]}"; do
 	case $s in
-	rtt64 | rtt16k | throughput16k | connrate | idle) ;;
-	*) die "-scenarios: unknown scenario $s; valid: rtt64, rtt16k, throughput16k, connrate, idle" ;;
+	rtt64 | rtt16k | throughput16k | connrate | connresume | idle) ;;
+	*) die "-scenarios: unknown scenario $s; valid: rtt64, rtt16k, throughput16k, connrate, connresume, idle" ;;
 	esac
 done
 for p in "${proxy_list[@]}"; do
 	case $p in
-	wsgate | wsgate-pings | haproxy | nginx | caddy | direct) ;;
+	wsgate | wsgate-pings | wsgate-ops | haproxy | nginx | caddy | direct) ;;
 	wsgate-base)
 		[[ -n $base_bin ]] || die "-proxies wsgate-base needs -base-bin PATH, the other wsgate build"
 		[[ -x $base_bin ]] || die "-base-bin $base_bin: not an executable file"
 		base_bin=$(cd "$(dirname "$base_bin")" && pwd)/$(basename "$base_bin")
 		;;
-	*) die "-proxies: unknown proxy $p; valid: wsgate, wsgate-pings, wsgate-base, haproxy, nginx, caddy, direct" ;;
+	*) die "-proxies: unknown proxy $p; valid: wsgate, wsgate-pings, wsgate-ops, wsgate-base, haproxy, nginx, caddy, direct" ;;
 	esac
 done
 
@@ -197,7 +205,7 @@ start_proxy() {
 		render wsgate.yaml.tmpl "$rundir/wsgate.yaml"
 		GOMAXPROCS=1 taskset -c 0 "$base_bin" run -config "$rundir/wsgate.yaml" -log-level warn >>"$plog" 2>&1 &
 		;;
-	wsgate-pings)
+	wsgate-pings | wsgate-ops)
 		render wsgate.yaml.tmpl "$rundir/wsgate.yaml"
 		printf 'tunnels:\n  ping_interval: %s\n' "$ping_interval" >>"$rundir/wsgate.yaml"
 		GOMAXPROCS=1 taskset -c 0 "$bin/wsgate" run -config "$rundir/wsgate.yaml" -log-level warn >>"$plog" 2>&1 &
@@ -223,6 +231,9 @@ start_proxy() {
 	started+=("$proxy_pid")
 	measure_pids=("$proxy_pid")
 	wait_ready "$name" "$plog"
+	if [[ $name == wsgate-ops ]]; then
+		start_scraper "$out/logs/scrape-$name.log"
+	fi
 	if [[ $name == nginx ]]; then
 		# The master and its worker(s): -pid sums them.
 		local w
@@ -259,7 +270,30 @@ wait_ready() {
 	die "no WebSocket echo through $name ($url) after 20 attempts; see $plog and $out/logs/ready.log"
 }
 
+scrape_pid=""
+
+# start_scraper LOG: GET /metrics from the admin listener once a second
+# (on CPU 1, with bash's /dev/tcp: nothing to install), as Prometheus
+# would, until stop_proxy; the status line of every scrape goes to LOG.
+start_scraper() {
+	local slog=$1
+	taskset -c 1 bash -c '
+		while sleep 1; do
+			exec 3<>"/dev/tcp/127.0.0.1/$1" || continue
+			printf "GET /metrics HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n" >&3
+			{ head -n 1; cat >/dev/null; } <&3
+			exec 3<&-
+		done' scraper "$admin_port" >>"$slog" 2>&1 &
+	scrape_pid=$!
+	started+=("$scrape_pid")
+}
+
 stop_proxy() {
+	if [[ -n $scrape_pid ]]; then
+		stop_pid "$scrape_pid"
+		forget_pid "$scrape_pid"
+		scrape_pid=""
+	fi
 	[[ -n $proxy_pid ]] || return 0
 	stop_pid "$proxy_pid"
 	forget_pid "$proxy_pid"
@@ -275,6 +309,7 @@ scenario_args() {
 	rtt16k) echo "-mode rtt -size 16384 -c 50 -duration $duration -warmup $warmup" ;;
 	throughput16k) echo "-mode throughput -size 16384 -c 20 -window 16 -duration $duration -warmup $warmup" ;;
 	connrate) echo "-mode connrate -size 64 -c 8 -duration $duration -warmup $warmup -source-ips 127.0.0.2-127.0.0.254" ;;
+	connresume) echo "-mode connrate -resume -size 64 -c 8 -duration $duration -warmup $warmup -source-ips 127.0.0.2-127.0.0.254" ;;
 	idle) echo "-mode idle -size 64 -c $idle_conns -duration $idle_hold -source-ips 127.0.0.2-127.0.0.254" ;;
 	esac
 }

@@ -29,6 +29,8 @@ type Record struct {
 	MBPerS         float64            `json:"mb_per_s"`
 	Handshakes     int64              `json:"handshakes"`
 	HandshakesPerS float64            `json:"handshakes_per_s"`
+	Resume         bool               `json:"resume"`
+	Resumed        int64              `json:"resumed"`
 	Errors         int64              `json:"errors"`
 	Latency        *Latency           `json:"lat_us"`
 	Idle           *Idle              `json:"idle"`
@@ -101,10 +103,14 @@ func Read(r io.Reader, name string) ([]Record, error) {
 
 // scenarioName names the record's scenario: its explicit scenario field,
 // else the mode plus the message size for the message modes (rtt64,
-// rtt16k, throughput16k), else the mode alone (connrate, idle).
+// rtt16k, throughput16k), else connresume for connrate with -resume, else
+// the mode alone (connrate, idle).
 func (r *Record) scenarioName() string {
 	if r.Scenario != "" {
 		return r.Scenario
+	}
+	if r.Mode == "connrate" && r.Resume {
+		return "connresume"
 	}
 	switch r.Mode {
 	case "connrate", "idle":

@@ -351,6 +351,7 @@ func (b *bench) run(ctx context.Context) *Result {
 		b.runThroughput(ctx, res)
 	case modeConnRate:
 		b.runConnRate(ctx, res)
+		res.Resume = b.opts.resume
 		res.Resumed = b.resumed.Load()
 	case modeIdle:
 		b.runIdle(ctx, res)

@@ -20,6 +20,8 @@ package main
 //	handshakes        connrate: complete sequences (TCP connect, full TLS 1.3 handshake,
 //	                  upgrade, one echo, close handshake, TCP close) inside the window
 //	handshakes_per_s  connrate: handshakes / duration_s
+//	resume            connrate with -resume: true (the report calls the scenario connresume)
+//	resumed           connrate with -resume: handshakes inside the window that resumed a session
 //	errors            always present: failures over the whole run, warm-up and closing included
 //	                  (dial and handshake failures, read or write failures, unexpected
 //	                  closes, wrong echoes)
@@ -61,6 +63,8 @@ type Result struct {
 	MBPerS         float64 `json:"mb_per_s,omitempty"`
 	Handshakes     int64   `json:"handshakes,omitempty"`
 	HandshakesPerS float64 `json:"handshakes_per_s,omitempty"`
+	// Resume is -resume: connrate resumed TLS sessions where it could.
+	Resume bool `json:"resume,omitempty"`
 	// Resumed counts the handshakes that resumed a TLS session (-resume).
 	Resumed   int64              `json:"resumed,omitempty"`
 	Errors    int64              `json:"errors"`
