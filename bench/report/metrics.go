@@ -1,5 +1,7 @@
 package report
 
+import "strings"
+
 // Labels with a fixed meaning in the report.
 const (
 	// DefaultSelf is the label of the proxy the goals are about.
@@ -114,10 +116,11 @@ func metricsFor(mode string) []metric {
 					return r.HandshakesPerS, r.Handshakes > 0 || r.HandshakesPerS > 0
 				}},
 			// With -resume: the share of handshakes that did resume, so a
-			// proxy that sends no tickets is not taken for a cheap one.
+			// proxy that sends no tickets is not taken for a cheap one. A
+			// ws:// target (direct) has no TLS to resume.
 			{key: "resumed_pct", title: "resumed %", digits: 0,
 				value: func(r *Record) (float64, bool) {
-					if !r.Resume || r.Handshakes <= 0 {
+					if !r.Resume || r.Handshakes <= 0 || strings.HasPrefix(r.URL, "ws://") {
 						return 0, false
 					}
 					return 100 * float64(r.Resumed) / float64(r.Handshakes), true

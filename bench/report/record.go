@@ -29,6 +29,7 @@ type Record struct {
 	MBPerS         float64            `json:"mb_per_s"`
 	Handshakes     int64              `json:"handshakes"`
 	HandshakesPerS float64            `json:"handshakes_per_s"`
+	URL            string             `json:"url"`
 	Resume         bool               `json:"resume"`
 	Resumed        int64              `json:"resumed"`
 	Errors         int64              `json:"errors"`

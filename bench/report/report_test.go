@@ -239,6 +239,7 @@ func TestMarkdown(t *testing.T) {
 		"### connresume",
 		"| wsgate | 1 | 110.0 | 0.85× | — | 700 | 100 | — | 0 |",
 		"| nginx | 1 | 130.0 | 1.00× | — | 650 | 75 | — | 0 |",
+		"| direct (no proxy, ws://) | 1 | — | — | — | 900 | — | — | 0 |",
 		// Over the calm runs only (steal recorded and at most 5%): wsgate's
 		// first run (10 µs) against nginx's first (15 µs); goals without
 		// calm runs on both sides are n/a.
