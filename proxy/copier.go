@@ -61,6 +61,7 @@ type copier struct {
 	gate limitGate
 
 	toServer bool // dst is the backend: frames written to it are masked
+	resumed  bool // resumed from parking, and no burst relayed since (see firstBurst)
 	wfailed  bool // the last error came from writing dst
 	sawClose bool // src's close frame has passed (and was noted)
 }
@@ -146,10 +147,16 @@ func (c *copier) copy() error {
 		}
 		if c.pingDue.Load() {
 			c.ping()
+			// Resumed from parking for this ping alone: park again now,
+			// not a second from now (see firstBurst).
+			if c.resumed && !c.pingDue.Load() && c.tryPark() {
+				return errParked
+			}
 		}
 		c.beginWait()
 		err := c.src.Relay(c.relayFn)
 		c.endWait()
+		c.resumed = false
 		switch {
 		case c.wfailed:
 			return c.writeFailed(err)
@@ -159,6 +166,11 @@ func (c *copier) copy() error {
 			continue
 		case c.woken(err):
 			if c.parkReq.Swap(false) && !c.pingDue.Load() && !c.t.stopping.Load() && c.tryPark() {
+				return errParked
+			}
+			continue
+		case errors.Is(err, errRepark):
+			if !c.pingDue.Load() && !c.t.stopping.Load() && c.tryPark() {
 				return errParked
 			}
 			continue
@@ -175,20 +187,29 @@ func (c *copier) relayBytes(p []byte) (int, error) {
 	if c.t.stopping.Load() {
 		return 0, errStopping
 	}
+	n := len(p)
 	if c.toServer {
 		if limit := c.t.h.limits.Load().MaxMessageBytes; limit > 0 || c.gate.heldN > 0 {
-			return c.writeLimited(p, uint64(max(0, limit)))
+			var err error
+			if n, err = c.writeLimited(p, uint64(max(0, limit))); err != nil {
+				return n, err
+			}
+		} else if err := c.write(p); err != nil {
+			return n, err
 		}
+	} else if err := c.write(p); err != nil {
+		return n, err
 	}
-	if err := c.write(p); err != nil {
-		return len(p), err
-	}
-	// Busy, not idle: keep the sweep away.
+	// Busy, not idle: keep the sweep away (and count as the client's
+	// answer to a ping).
 	c.waitSince.Store(c.t.h.epoch.Load())
 	if c.pingDue.Load() {
 		c.ping()
 	}
-	return len(p), nil
+	if c.resumed {
+		return n, c.firstBurst(p[:n])
+	}
+	return n, nil
 }
 
 // write relays p to dst and advances the frame tracker over it: first, so

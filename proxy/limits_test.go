@@ -380,3 +380,26 @@ func TestIdleTimeoutAndMaxLifetime(t *testing.T) {
 		})
 	}
 }
+
+// A client that talks has answered: under a message size limit too, whose
+// path relays the client's bytes through the limit gate. A client that
+// sends a message every 20 ms but never reads (so it never answers a ping
+// itself) must not be cut for ping_timeout.
+func TestTalkingClientUnderSizeLimitIsNotCut(t *testing.T) {
+	fl := newFrameLog(t)
+	obs := &recordingObserver{}
+	const interval, timeout = 100 * time.Millisecond, 100 * time.Millisecond
+	limits := Limits{PingInterval: interval, PingTimeout: timeout, MaxMessageBytes: 1 << 20}
+	p := startProxyWith(t, Options{Limits: limits, Observer: obs}, fastSweep, backendSpec{addr: fl.addr})
+	c, _ := p.dial(t, "/ws", nil)
+	deadline := time.Now().Add(6 * (interval + timeout))
+	for time.Now().Before(deadline) {
+		if err := c.WriteMessage(websocket.TextMessage, []byte("busy")); err != nil {
+			t.Fatalf("the talking client was cut: %v (events %+v)", err, obs.tunnelEvents())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := p.h.ActiveTunnels(); n != 1 {
+		t.Errorf("ActiveTunnels() = %d, want 1 (events %+v)", n, obs.tunnelEvents())
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -199,5 +200,58 @@ func TestParkAndWakeStorm(t *testing.T) {
 	waitFor(t, "every tunnel to end", func() bool { return p.h.ActiveTunnels() == 0 })
 	if got := parked(p); got != 0 {
 		t.Errorf("%d copiers still parked after every tunnel ended", got)
+	}
+}
+
+// Heartbeats wake a parked tunnel for a moment only: the copier that
+// sends the proxy's ping and the one that relays the client's pong park
+// again at once, not after parkAfter. With parkAfter at 100 ms and a ping
+// every 150 ms, copiers that stayed awake for parkAfter after each
+// heartbeat would be awake most of the time.
+func TestHeartbeatsKeepTunnelsParked(t *testing.T) {
+	needParking(t)
+	fl := newFrameLog(t)
+	const n = 10
+	limits := Limits{PingInterval: 150 * time.Millisecond, PingTimeout: time.Second}
+	p := startProxyWith(t, Options{Limits: limits}, func(h *Handler) {
+		h.parkAfter = 100 * time.Millisecond
+		h.sweepEvery = 10 * time.Millisecond
+	}, backendSpec{addr: fl.addr})
+	var pongs [n]atomic.Int32
+	for i := range n {
+		c, _ := p.dial(t, "/ws", nil)
+		c.SetPingHandler(func(data string) error {
+			pongs[i].Add(1)
+			return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		})
+		go func() {
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+	}
+	waitFor(t, "every direction of every tunnel to park", func() bool { return parked(p) == 2*n })
+	for i := range pongs {
+		pongs[i].Store(0)
+	}
+	var samples, awake int
+	for end := time.Now().Add(time.Second); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		samples++
+		awake += 2*n - parked(p)
+	}
+	mean := float64(awake) / float64(samples)
+	for i := range pongs {
+		if got := pongs[i].Load(); got < 3 {
+			t.Errorf("client %d answered %d pings in a second, want several (one per 150 ms)", i, got)
+		}
+	}
+	t.Logf("%d samples, %.2f of %d copiers awake on average", samples, mean, 2*n)
+	if mean > 2 {
+		t.Errorf("%.2f copiers awake on average, want under 2: heartbeats keep tunnels awake", mean)
+	}
+	if got := p.h.ActiveTunnels(); got != n {
+		t.Errorf("ActiveTunnels() = %d, want %d", got, n)
 	}
 }
