@@ -123,6 +123,10 @@ func TestWatchConfigReloads(t *testing.T) {
 	version("..v4", gateConfig{backends: []string{a, b}})
 	swap("..v4")
 	waitFor(t, "a to be back", func() bool { return len(getBackends(t, g.adminURL)) == 2 })
+	// The API shows a reload a moment before its log line is written.
+	waitFor(t, "the last reload's log line", func() bool {
+		return strings.Count(g.Stderr.String(), `msg="config reloaded"`) >= 3
+	})
 
 	log := g.Stderr.String()
 	for msg, want := range map[string]int{
