@@ -37,41 +37,11 @@ runs=3
 targets=wsgate,nginx,haproxy
 base=""
 out=""
-while (($# > 0)); do
-	opt=${1#-}
-	opt=${opt#-}
-	case $opt in
-	h | help)
-		usage
-		exit 0
-		;;
-	n | runs | targets | base | out)
-		(($# >= 2)) || {
-			echo "conncost.sh: $1 needs a value" >&2
-			exit 2
-		}
-		case $opt in
-		n) n=$2 ;;
-		runs) runs=$2 ;;
-		targets) targets=$2 ;;
-		base) base=$2 ;;
-		out) out=$2 ;;
-		esac
-		shift 2
-		;;
-	*)
-		echo "conncost.sh: unknown argument $1" >&2
-		usage >&2
-		exit 2
-		;;
-	esac
-done
 
-log() { printf 'conncost: %s\n' "$*" >&2; }
-die() {
-	printf 'conncost: %s\n' "$*" >&2
-	exit 1
-}
+prog=conncost
+# shellcheck source=bench/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_flags "n runs targets base out" "$@"
 
 [[ $n =~ ^[1-9][0-9]*$ ]] || die "-n $n: want a positive integer"
 [[ $runs =~ ^[1-9][0-9]*$ ]] || die "-runs $runs: want a positive integer"
@@ -95,59 +65,7 @@ mkdir -p "$out"/{bin,certs,logs,run}
 out=$(cd "$out" && pwd)
 bin=$out/bin
 
-started=()
-stop_pid() {
-	local pid=$1 i
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for ((i = 0; i < 100; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
-	wait "$pid" 2>/dev/null || true
-}
-forget_pid() {
-	local keep=() p
-	for p in "${started[@]}"; do
-		[[ $p == "$1" ]] || keep+=("$p")
-	done
-	started=("${keep[@]}")
-}
-cleanup() {
-	local i
-	for ((i = ${#started[@]} - 1; i >= 0; i--)); do
-		stop_pid "${started[i]}"
-	done
-	started=()
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# wait_line FILE TEXT PID: the first line of FILE with TEXT, within 10 s.
-wait_line() {
-	local i line
-	for ((i = 0; i < 100; i++)); do
-		if line=$(grep -m1 -F -- "$2" "$1" 2>/dev/null); then
-			echo "$line"
-			return 0
-		fi
-		kill -0 "$3" 2>/dev/null || break
-		sleep 0.1
-	done
-	return 1
-}
-
-free_port() {
-	local p
-	for ((p = 20000 + RANDOM % 10000; ; p++)); do # below the ephemeral ports
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
-			echo "$p"
-			return
-		fi
-	done
-}
-
-ulimit -n 20000 2>/dev/null || true
+raise_fd_limit
 
 # The runs go in a network namespace of their own when this process may
 # make one (unshare -n, as root): its loopback carries nothing but this
@@ -159,12 +77,7 @@ if [[ -n ${CONNCOST_NETNS_OUT:-} ]]; then
 	ip link set lo up || die "cannot bring up the loopback of the network namespace"
 	netns=yes
 else
-	log "building into $bin"
-	for cmd in wsgate wsgate-backend wsgate-bench; do
-		go build -o "$bin/$cmd" "./cmd/$cmd"
-	done
-	go build -o "$bin/gencert" ./bench/gencert
-	"$bin/gencert" -dir "$out/certs" -hosts 127.0.0.1,localhost >/dev/null
+	build_bins "$bin" "$out/certs"
 	if [[ -n $base ]]; then
 		src=$out/src-$base
 		mkdir -p "$src"
@@ -193,7 +106,7 @@ for i in 1 2 3; do
 	blog=$out/logs/backend-b$i.log
 	taskset -c 1 "$bin/wsgate-backend" -listen 127.0.0.1:0 -id "b$i" -drain-timeout 2s >"$blog" 2>&1 &
 	started+=("$!")
-	line=$(wait_line "$blog" "listening on " "$!") || die "backend b$i did not start"
+	line=$(wait_line "$blog" "listening on " 10 "$!") || die "backend b$i did not start"
 	backend_addrs+=("${line##*listening on }")
 done
 

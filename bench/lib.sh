@@ -1,7 +1,7 @@
-# bench/lib.sh: what bench/compare.sh and bench/scale.sh share. Source it
-# after setting prog (the name messages start with, without ".sh"); it
-# installs an EXIT trap that stops, by PID, every process recorded in
-# started.
+# bench/lib.sh: what bench/compare.sh, bench/scale.sh and bench/conncost.sh
+# share. Source it after setting prog (the name messages start with,
+# without ".sh"); it installs an EXIT trap that stops, by PID, every
+# process recorded in started.
 # shellcheck shell=bash
 
 : "${prog:?set prog before sourcing bench/lib.sh}"
