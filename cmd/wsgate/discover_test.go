@@ -47,12 +47,7 @@ func newHeldBackend(t *testing.T, addr, id string) *heldBackend {
 			return
 		}
 		defer c.Close()
-		for {
-			mt, msg, err := c.ReadMessage()
-			if err != nil || c.WriteMessage(mt, msg) != nil {
-				return
-			}
-		}
+		echoBack(c)
 	}))
 	hb.srv.Listener.Close()
 	hb.srv.Listener = ln

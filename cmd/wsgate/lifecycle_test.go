@@ -228,15 +228,7 @@ func newToggleBackend(t *testing.T, id string) *toggleBackend {
 			}
 			return
 		}
-		for {
-			mt, msg, err := c.ReadMessage()
-			if err != nil {
-				return
-			}
-			if err := c.WriteMessage(mt, msg); err != nil {
-				return
-			}
-		}
+		echoBack(c)
 	}))
 	t.Cleanup(func() {
 		tb.mu.Lock()
@@ -526,4 +518,15 @@ func TestRuntimeSection(t *testing.T) {
 			strings.Contains(g.Stderr.String(), "memory_available_from=")
 	})
 	g.dial(t, "/ws")
+}
+
+// echoBack sends every message c receives back to it, until either
+// direction fails: the echo of the test backends.
+func echoBack(c *websocket.Conn) {
+	for {
+		mt, msg, err := c.ReadMessage()
+		if err != nil || c.WriteMessage(mt, msg) != nil {
+			return
+		}
+	}
 }

@@ -24,12 +24,7 @@ func forwardedBackend(t *testing.T) string {
 			return
 		}
 		defer c.Close()
-		for {
-			mt, msg, err := c.ReadMessage()
-			if err != nil || c.WriteMessage(mt, msg) != nil {
-				return
-			}
-		}
+		echoBack(c)
 	}))
 	t.Cleanup(srv.Close)
 	return srv.Listener.Addr().String()
