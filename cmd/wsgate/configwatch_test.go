@@ -102,9 +102,7 @@ func TestWatchConfigReloads(t *testing.T) {
 	// 200ms, not less: the in-place rewrite below truncates, then writes,
 	// and a loaded machine may stall between the two for more than the
 	// two looks a change must hold still for.
-	g.proc = start(t, wsgateBin, "run", "-config", path, "-watch-config", "200ms")
-	g.proxyAddr = strings.TrimPrefix(g.WaitLine("wsgate: proxy listening on"), "https://")
-	g.adminURL = g.WaitLine("wsgate: admin listening on")
+	g.serving(start(t, wsgateBin, "run", "-config", path, "-watch-config", "200ms"))
 	held, _ := g.dial(t, "/ws")
 
 	// Rewritten in place.

@@ -148,14 +148,27 @@ func startGate(t *testing.T, backends []string, extraYAML string) *gate {
 
 func startGateWith(t *testing.T, gc gateConfig) *gate {
 	t.Helper()
+	g, _ := newGate(t, gc)
+	g.serving(start(t, cmp.Or(gc.bin, wsgateBin), append([]string{"run", "-config", g.path}, gc.args...)...))
+	return g
+}
+
+// newGate writes gc's config file, with a certificate of its own, into a
+// new directory, which it returns: a gate to start.
+func newGate(t *testing.T, gc gateConfig) (*gate, string) {
+	t.Helper()
 	dir := t.TempDir()
 	g := &gate{path: filepath.Join(dir, "wsgate.yaml")}
 	g.certFile, g.keyFile, g.roots = tlsFiles(t, dir)
 	g.writeConfig(t, gc)
-	g.proc = start(t, cmp.Or(gc.bin, wsgateBin), append([]string{"run", "-config", g.path}, gc.args...)...)
+	return g, dir
+}
+
+// serving takes p as the gate's process and waits until it listens.
+func (g *gate) serving(p *proc) {
+	g.proc = p
 	g.proxyAddr = strings.TrimPrefix(g.WaitLine("wsgate: proxy listening on"), "https://")
 	g.adminURL = g.WaitLine("wsgate: admin listening on")
-	return g
 }
 
 func (g *gate) dial(t *testing.T, path string) (*websocket.Conn, string) {

@@ -34,14 +34,9 @@ type upgradeGate struct {
 
 func startUpgradeGate(t *testing.T, gc gateConfig) *upgradeGate {
 	t.Helper()
-	dir := t.TempDir()
-	g := &gate{path: filepath.Join(dir, "wsgate.yaml")}
-	g.certFile, g.keyFile, g.roots = tlsFiles(t, dir)
-	g.writeConfig(t, gc)
+	g, dir := newGate(t, gc)
 	ug := &upgradeGate{gate: g, pidFile: filepath.Join(dir, "wsgate.pid")}
-	g.proc = proctest.StartShared(t, dir, wsgateBin, "run", "-config", g.path, "-pid-file", ug.pidFile, "-log-level", "debug")
-	g.proxyAddr = strings.TrimPrefix(g.WaitLine("wsgate: proxy listening on"), "https://")
-	g.adminURL = g.WaitLine("wsgate: admin listening on")
+	g.serving(proctest.StartShared(t, dir, wsgateBin, "run", "-config", g.path, "-pid-file", ug.pidFile, "-log-level", "debug"))
 	waitFor(t, "the PID file", func() bool { return ug.pid() == g.Cmd.Process.Pid })
 	// The processes of later generations are not this test's children:
 	// end whichever serves at the end.
